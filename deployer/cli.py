@@ -1,0 +1,212 @@
+"""The `deployer` command: argument parsing and user-facing errors only.
+
+Exit status: 0 all built and passing, 1 a target failed or a verdict failed, 2 a usage
+or input error (printed as one message naming the file or field, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from deployer import __version__
+from deployer.errors import DeployerError, UserError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _console():
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        # Logs and CI: a table wide enough not to wrap (rich assumes 80 columns otherwise).
+        console = Console(highlight=False, width=170)
+    return console
+
+
+def _targets_dir() -> Path:
+    # targets/ of the working folder first (the user's boards), then the bundled ones.
+    local = Path.cwd() / "targets"
+    return local if local.is_dir() else Path(__file__).resolve().parent.parent / "targets"
+
+
+def cmd_build(args) -> int:
+    from deployer import pipeline
+    from deployer.report.table import print_report
+    from deployer.spec import find_target, load_model_spec, load_target_profile
+
+    spec = load_model_spec(args.spec)
+    targets = args.target or ["web", "android", "embedded"]
+    profiles = [load_target_profile(find_target(t, _targets_dir())) for t in targets]
+    names = [p.name for p in profiles]
+    if len(set(names)) != len(names):
+        raise UserError(f"a target is given twice: {', '.join(names)}")
+    console = _console()
+    console.print(f"deployer {__version__}: building [bold]{spec.name}[/] for {', '.join(names)} into {args.out}/")
+
+    def done(name, result):
+        entries, status = result
+        console.print(f"  {name}: {status['status']} ({len(entries)} artifacts)")
+
+    opts = pipeline.BuildOptions(out=Path(args.out), jobs=args.jobs, timeout=args.timeout, use_cache=not args.no_cache)
+    manifest = pipeline.build(spec, profiles, opts, calibration=args.calib or "", evaluation=args.eval or "",
+                              on_target_done=done)
+    print_report(manifest, names, console)
+    console.print(f"manifest: {Path(args.out) / spec.name / 'manifest.json'}")
+    return pipeline.exit_status(manifest, names)
+
+
+def cmd_verify(args) -> int:
+    from deployer import pipeline
+    from deployer.report.manifest import read_manifest
+    from deployer.report.table import print_report
+
+    model_dir, manifest = read_manifest(args.dist)
+    opts = pipeline.BuildOptions(out=model_dir.parent, jobs=args.jobs, timeout=args.timeout)
+    manifest = pipeline.verify(model_dir, manifest, opts)
+    targets = sorted({a["target"] for a in manifest["artifacts"]})
+    print_report(manifest, targets, _console())
+    return pipeline.exit_status(manifest, targets)
+
+
+def cmd_inspect(args) -> int:
+    from deployer.worker import run_stage
+
+    path = Path(args.model)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        info = run_stage("deployer.ir.inspect:inspect", {"path": str(path.resolve())}, workdir=Path(tmp),
+                         name="inspect").value
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return EXIT_OK
+    console = _console()
+    console.print(f"[bold]{path}[/]  opset {info['opset']}  producer {info['producer']}")
+    for kind in ("inputs", "outputs"):
+        for t in info[kind]:
+            console.print(f"  {kind[:-1]:6} {t['name']}: {t['dtype']} {t['shape']}")
+    console.print("  ops: " + ", ".join(f"{k} x{v}" for k, v in info["ops"].items()))
+    for backend, unsupported in info["support"].items():
+        state = "ok" if not unsupported else f"unsupported ops: {', '.join(unsupported)}"
+        console.print(f"  {backend:9} {state}")
+    if info["metadata"]:
+        console.print("  metadata: " + ", ".join(sorted(info["metadata"])))
+    return EXIT_OK
+
+
+def cmd_data_synth(args) -> int:
+    from deployer.datasets import synth_writer
+
+    written = synth_writer.write(Path(args.out), args.count, args.seed, args.format)
+    for fmt, path in written.items():
+        print(f"{fmt}: {args.count} images -> {path}")
+    return EXIT_OK
+
+
+def cmd_data_convert(args) -> int:
+    from deployer.datasets.base import open_dataset, write_dataset
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dataset = open_dataset(args.src, getattr(args, "from"))
+        count = write_dataset(dataset, args.dst, args.to)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    print(f"converted {count} images from {dataset.format} to {args.to}: {args.dst}"
+          + (f" ({len(dataset.skipped)} skipped: cannot decode)" if dataset.skipped else ""))
+    return EXIT_OK
+
+
+def cmd_data_info(args) -> int:
+    from deployer.datasets.info import describe
+
+    info = describe(args.src, getattr(args, "from"))
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return EXIT_OK
+    print(f"{info['source']} ({info['format']}): {info['images']} images, {info['boxes']} boxes, "
+          f"{info['skipped']} skipped")
+    for name, n in info["boxes_per_class"].items():
+        print(f"  {name:20} {n}")
+    sizes = info["image_sizes"]
+    if sizes:
+        print(f"  image sizes: width {sizes['min_width']}..{sizes['max_width']}, "
+              f"height {sizes['min_height']}..{sizes['max_height']} ({sizes['distinct']} distinct)")
+    return EXIT_OK
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="deployer", description="Compile object detectors for web, mobile and "
+                                "embedded targets, and prove accuracy parity in each target's runtime.")
+    p.add_argument("--version", action="version", version=f"deployer {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="compile a model spec for one or more targets")
+    b.add_argument("spec", help="model spec (.toml)")
+    b.add_argument("--target", action="append", help="target name in targets/ or a profile .toml (repeatable; "
+                   "default: web, android, embedded)")
+    b.add_argument("--calib", help="calibration dataset (COCO, VOC, YOLO or image folder)")
+    b.add_argument("--eval", help="evaluation dataset (labelled: also gives labelled mAP)")
+    b.add_argument("--out", default="dist", help="output folder (default: dist)")
+    b.add_argument("--jobs", type=int, default=2, help="targets built side by side (default: 2)")
+    b.add_argument("--timeout", type=float, default=1800, help="seconds allowed per stage (default: 1800)")
+    b.add_argument("--no-cache", action="store_true", help="re-lower and re-run the reference")
+    b.set_defaults(func=cmd_build)
+
+    v = sub.add_parser("verify", help="re-run parity on built artifacts")
+    v.add_argument("dist", help="dist/<model>/ folder or its manifest.json")
+    v.add_argument("--jobs", type=int, default=2)
+    v.add_argument("--timeout", type=float, default=1800)
+    v.set_defaults(func=cmd_verify)
+
+    i = sub.add_parser("inspect", help="inputs, outputs and ops of an ONNX model, and backend support")
+    i.add_argument("model")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_inspect)
+
+    d = sub.add_parser("data", help="synthesise, convert and describe datasets")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    s = dsub.add_parser("synth", help="generate the synthetic shapes dataset")
+    s.add_argument("out")
+    s.add_argument("--count", type=int, default=64)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--format", choices=("coco", "voc", "yolo", "all"), default="coco")
+    s.set_defaults(func=cmd_data_synth)
+    c = dsub.add_parser("convert", help="convert between COCO, VOC and YOLO layouts")
+    c.add_argument("--from", choices=("coco", "voc", "yolo", "folder"), help="source format (default: detect)")
+    c.add_argument("--to", choices=("coco", "voc", "yolo"), required=True)
+    c.add_argument("src")
+    c.add_argument("dst")
+    c.set_defaults(func=cmd_data_convert)
+    n = dsub.add_parser("info", help="images, boxes per class and image sizes of a dataset")
+    n.add_argument("src")
+    n.add_argument("--from", choices=("coco", "voc", "yolo", "folder"))
+    n.add_argument("--json", action="store_true")
+    n.set_defaults(func=cmd_data_info)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"deployer: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DeployerError as exc:
+        print(f"deployer: failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("deployer: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

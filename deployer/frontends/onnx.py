@@ -1,0 +1,16 @@
+"""ONNX frontend: an ONNX file given as the source. Checked, simplified and stamped like a
+lowered model; the reference is ONNX Runtime running the original file."""
+
+from __future__ import annotations
+
+from deployer.ir import onnx_ir
+from deployer.spec import ModelSpec
+
+
+def lower(spec: dict, out_path: str, source_sha256: str, toolchain: dict) -> dict:
+    spec = ModelSpec.from_dict(spec)
+    model = onnx_ir.load_checked(spec.source.path)
+    info = onnx_ir.finalize(model, out_path, spec, {
+        "deployer.source_sha256": source_sha256, "deployer.source_kind": "onnx",
+        "deployer.exporter": "none", "deployer.toolchain": toolchain})
+    return {**info, "exporter": "none", "exporter_note": "", "source_form": "onnx"}

@@ -1,0 +1,164 @@
+"""PyTorch frontend: load a factory, TorchScript or ExportedProgram model; lower it to ONNX;
+run it as the reference.
+
+Runs in a worker process (imports torch).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from deployer.errors import UserError
+from deployer.spec import ModelSpec
+
+
+def _import_factory(spec: ModelSpec):
+    module_name, _, attr = spec.source.factory.partition(":")
+    # Factories live in the user's project: look beside the spec and in the working folder.
+    for folder in [*spec.source.python_path, str(Path(spec.path).parent), str(Path.cwd())]:
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UserError(f"{spec.path}: field 'source.factory': cannot import '{module_name}' ({exc}); "
+                        "add its folder to source.python_path") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise UserError(f"{spec.path}: field 'source.factory': '{module_name}' has no function '{attr}'")
+    return factory
+
+
+def _load_weights(model, spec: ModelSpec) -> None:
+    import torch
+
+    try:
+        state = torch.load(spec.source.weights, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickle, zip and unsafe-global errors all mean "bad file"
+        raise UserError(f"{spec.source.weights}: cannot load weights with torch.load(weights_only=True): "
+                        f"{str(exc).splitlines()[0]}") from None
+    if isinstance(state, dict) and not all(isinstance(v, torch.Tensor) for v in state.values()):
+        state = state.get("state_dict", state.get("model", state))
+    if not isinstance(state, dict):
+        raise UserError(f"{spec.source.weights}: expected a state_dict (a dict of tensors), got {type(state).__name__}")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise UserError(f"{spec.source.weights}: weights do not fit the model from '{spec.source.factory}': "
+                        f"missing {list(missing)[:5]}, unexpected {list(unexpected)[:5]}")
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
+    except zipfile.BadZipFile:
+        return False
+
+
+def load(spec: ModelSpec):
+    """Return (callable model in eval mode, source form: factory | torchscript | exported_program)."""
+    import torch
+
+    if spec.source.factory:
+        model = _import_factory(spec)()
+        if not isinstance(model, torch.nn.Module):
+            raise UserError(f"{spec.path}: field 'source.factory': '{spec.source.factory}' returned "
+                            f"{type(model).__name__}, expected a torch.nn.Module")
+        if spec.source.weights:
+            _load_weights(model, spec)
+        return model.eval(), "factory"
+    path = Path(spec.source.path)
+    if path.suffix == ".pt2":
+        try:
+            program = torch.export.load(str(path))
+        except Exception as exc:  # noqa: BLE001
+            raise UserError(f"{path}: cannot load as a torch.export ExportedProgram: {str(exc).splitlines()[0]}") from None
+        return program, "exported_program"
+    if not _is_torchscript(path):
+        raise UserError(f"{path}: not a TorchScript archive or a .pt2 ExportedProgram; a pickled nn.Module "
+                        "cannot be loaded safely: give a factory ('package.module:function') and a weights file")
+    try:
+        return torch.jit.load(str(path), map_location="cpu").eval(), "torchscript"
+    except Exception as exc:  # noqa: BLE001
+        raise UserError(f"{path}: cannot load TorchScript: {str(exc).splitlines()[0]}") from None
+
+
+def _as_callable(model):
+    return model.module() if hasattr(model, "module") and hasattr(model, "graph_signature") else model
+
+
+def _export(model, form: str, spec: ModelSpec, dummy: tuple, out: Path) -> tuple[str, str]:
+    """Export with the dynamo exporter, falling back to the TorchScript one; returns (exporter, note)."""
+    import torch
+
+    names = dict(input_names=[i.name for i in spec.inputs], output_names=list(spec.outputs))
+    note = ""
+    if form != "torchscript":  # the dynamo exporter cannot trace a ScriptModule
+        try:
+            torch.onnx.export(model, dummy, str(out), opset_version=spec.source.opset, dynamo=True,
+                              external_data=False, verbose=False, **names)
+            return "dynamo", ""
+        except Exception as exc:  # noqa: BLE001 - any dynamo failure falls back
+            note = f"dynamo exporter failed ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})"
+            if form == "exported_program":
+                raise UserError(f"{spec.source.path}: cannot lower the ExportedProgram to ONNX: {note}") from None
+    with torch.no_grad():
+        torch.onnx.export(_as_callable(model), dummy, str(out), opset_version=spec.source.opset, dynamo=False,
+                          do_constant_folding=True, **names)
+    return "torchscript", note
+
+
+def lower(spec: dict, out_path: str, source_sha256: str, toolchain: dict) -> dict:
+    """Worker stage: the source model as a checked, simplified ONNX file with metadata."""
+    import onnx
+    import torch
+
+    from deployer.ir import onnx_ir
+
+    spec = ModelSpec.from_dict(spec)
+    model, form = load(spec)
+    dummy = tuple(torch.zeros(i.shape) for i in spec.inputs)
+    out = Path(out_path)
+    raw = out.with_suffix(".raw.onnx")
+    exporter, note = _export(model, form, spec, dummy, raw)
+    lowered = onnx.load(str(raw))
+    raw.unlink()
+    info = onnx_ir.finalize(lowered, out, spec, {
+        "deployer.source_sha256": source_sha256, "deployer.source_kind": "torch",
+        "deployer.source_form": form, "deployer.exporter": exporter, "deployer.toolchain": toolchain})
+    return {**info, "exporter": exporter, "exporter_note": note, "source_form": form}
+
+
+class TorchRunner:
+    """The reference: the source model run by PyTorch itself."""
+
+    def __init__(self, spec: ModelSpec, threads: int | None = None):
+        self.spec, self.threads = spec, threads
+
+    def __enter__(self):
+        import torch
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        model, _ = load(self.spec)
+        self.model = _as_callable(model)
+        return self
+
+    def __exit__(self, *exc):
+        self.model = None
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        with torch.no_grad():
+            out = self.model(*[torch.from_numpy(feed[i.name]) for i in self.spec.inputs])
+        if isinstance(out, torch.Tensor):
+            out = (out,)
+        if isinstance(out, dict):
+            out = tuple(out.values())
+        return {name: t.detach().cpu().numpy() for name, t in zip(self.spec.outputs, out)}

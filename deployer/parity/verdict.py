@@ -1,0 +1,51 @@
+"""Verdicts: compare measured parity against a profile's thresholds."""
+
+from __future__ import annotations
+
+import math
+
+# threshold key -> (where the figure is, figure name, True when higher is better)
+CHECKS = {
+    "min_cosine": ("outputs", "cosine", True),
+    "min_snr_db": ("outputs", "snr_db", True),
+    "max_abs": ("outputs", "max_abs", False),
+    "min_agreement_map50": ("detection", "agreement_map50", True),
+    "min_agreement_map50_95": ("detection", "agreement_map50_95", True),
+    "max_map50_drop": ("detection", "map50_drop", False),
+}
+
+
+def judge(parity: dict, thresholds: dict, warn_only: bool = False) -> tuple[str, list[str]]:
+    """Return (verdict, reasons): pass, fail, or warn when the profile tolerates failure."""
+    reasons = []
+    for key, limit in thresholds.items():
+        where, figure, higher = CHECKS[key]
+        if where == "outputs":
+            values = {name: m[figure] for name, m in parity.get("outputs", {}).items()}
+        else:
+            det = parity.get("detection") or {}
+            if key == "max_map50_drop" and det.get("map50") is not None and det.get("reference_map50") is not None:
+                # A drop in points (0..100) of labelled mAP@0.5.
+                values = {"labelled": 100.0 * (det["reference_map50"] - det["map50"])}
+            elif figure in det:
+                values = {"detection": det[figure]}
+            else:
+                continue  # no detection head or no labels: this threshold does not apply
+        for name, value in values.items():
+            bad = (value is None or (isinstance(value, float) and math.isnan(value))
+                   or (value < limit if higher else value > limit))
+            if bad:
+                sign = ">=" if higher else "<="
+                reasons.append(f"{name}: {figure} {_fmt(value)} (needs {sign} {limit:g})")
+    if not reasons:
+        return "pass", []
+    return ("warn" if warn_only else "fail"), reasons
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.6g}"
+
+
+def worst(verdicts: list[str]) -> str:
+    order = ["fail", "unverified", "warn", "pass"]
+    return min(verdicts, key=order.index) if verdicts else "unverified"

@@ -1,0 +1,51 @@
+"""Worker stage: run an artifact over a set of inputs in one runtime; write the outputs."""
+
+from __future__ import annotations
+
+import importlib
+import time
+
+import numpy as np
+
+from deployer.errors import UserError
+from deployer.spec import ModelSpec
+
+RUNNERS = {
+    "torch": "deployer.frontends.torch:TorchRunner",
+    "onnxruntime": "deployer.runtimes.onnxruntime:OnnxRuntimeRunner",
+    "openvino": "deployer.runtimes.openvino:OpenVINORunner",
+    "litert": "deployer.runtimes.litert:LiteRTRunner",
+}
+
+
+def runner_class(runtime: str):
+    target = RUNNERS.get(runtime, runtime if ":" in runtime else "")
+    if not target:
+        raise UserError(f"unknown runtime '{runtime}' (known: {', '.join(RUNNERS)})")
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def make_runner(runtime: str, artifact: str, spec: ModelSpec, options: dict):
+    cls = runner_class(runtime)
+    if runtime == "torch":
+        return cls(spec)
+    return cls(artifact, spec, options)
+
+
+def run_inputs(runtime: str, artifact: str, spec: dict, inputs: str, outputs: str, options: dict) -> dict:
+    """Run every sample of the `inputs` .npz (arrays of shape (n, *input_shape)) one at a time."""
+    spec = ModelSpec.from_dict(spec)
+    data = np.load(inputs)
+    n = len(data[spec.inputs[0].name])
+    collected: dict[str, list] = {name: [] for name in spec.outputs}
+    start = time.perf_counter()
+    with make_runner(runtime, artifact, spec, options) as runner:
+        for k in range(n):
+            result = runner.infer({i.name: data[i.name][k] for i in spec.inputs})
+            for name in spec.outputs:
+                collected[name].append(result[name])
+        settings = dict(getattr(runner, "settings", {}))
+    np.savez(outputs, **{name: np.stack(v) for name, v in collected.items()})
+    return {"runtime": runtime, "images": n, "settings": settings,
+            "seconds": round(time.perf_counter() - start, 3)}

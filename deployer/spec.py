@@ -1,0 +1,374 @@
+"""Model specs and target profiles: TOML files, validated on load into dataclasses.
+
+Every validation error names the file, the dotted field and the expected form, so a
+user can fix the file without reading this code.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deployer.errors import UserError
+
+SOURCE_KINDS = ("torch", "tensorflow", "onnx")
+LAYOUTS = ("NCHW", "NHWC")
+DTYPES = ("float32",)
+RESIZE_MODES = ("letterbox", "stretch")
+CHANNEL_ORDERS = ("RGB", "BGR")
+HEAD_TYPES = ("raw", "boxes_scores")
+BOX_FORMATS = ("xyxy", "cxcywh")
+BACKENDS = ("onnx", "tfjs", "tflite", "coreml", "openvino", "tflm")
+PRECISIONS = ("fp32", "fp16", "int8", "dynamic")
+
+# Default verdict thresholds by precision (DESIGN.md §4); a profile may override them.
+DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
+    "fp32": {"min_cosine": 0.99999},
+    "fp16": {"min_cosine": 0.9995},
+    "dynamic": {"min_cosine": 0.999},
+    "int8": {"min_agreement_map50": 0.90, "max_map50_drop": 1.0},
+}
+THRESHOLD_KEYS = ("min_cosine", "min_snr_db", "max_abs", "min_agreement_map50",
+                  "min_agreement_map50_95", "max_map50_drop")
+
+
+class _Reader:
+    """Typed access to one TOML table, with errors that name file and field."""
+
+    def __init__(self, path: Path, table: dict, prefix: str = ""):
+        self.path, self.table, self.prefix = path, table, prefix
+
+    def fail(self, key: str, expected: str, got: Any = None) -> UserError:
+        where = f"{self.prefix}{key}" if key else self.prefix.rstrip(".")
+        got_text = "" if got is None else f", got {got!r}"
+        return UserError(f"{self.path}: field '{where}': expected {expected}{got_text}")
+
+    def get(self, key: str, kind: type | tuple, expected: str, default: Any = ..., choices=None):
+        if key not in self.table:
+            if default is ...:
+                raise UserError(f"{self.path}: missing field '{self.prefix}{key}' ({expected})")
+            return default
+        value = self.table[key]
+        # TOML has no float/int distinction a user cares about: accept ints for floats.
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise self.fail(key, expected, value)
+        if choices is not None and value not in choices:
+            raise self.fail(key, f"one of {', '.join(map(str, choices))}", value)
+        return value
+
+    def numbers(self, key: str, expected: str, length: int | None = None, default: Any = ...,
+                kind: type = float) -> list:
+        values = self.get(key, list, expected, default)
+        if values is default and default is not ...:
+            return values
+        ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        if kind is int:
+            ok = ok and all(isinstance(v, int) for v in values)
+        if not ok or (length is not None and len(values) != length):
+            raise self.fail(key, expected, values)
+        return [kind(v) for v in values]
+
+    def sub(self, key: str, default: Any = ...) -> "_Reader":
+        table = self.get(key, dict, "a table", default)
+        return _Reader(self.path, table, f"{self.prefix}{key}.")
+
+    def reject_unknown(self, known: set[str]) -> None:
+        for key in self.table:
+            if key not in known:
+                raise UserError(f"{self.path}: unknown field '{self.prefix}{key}' "
+                                f"(known: {', '.join(sorted(known))})")
+
+
+def _read_toml(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise UserError(f"{path}: {what} file not found")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid TOML: {exc}") from None
+
+
+# ----------------------------------------------------------------------------- model spec
+
+@dataclass
+class InputSpec:
+    name: str
+    shape: list[int]
+    layout: str = "NCHW"
+    dtype: str = "float32"
+
+    @property
+    def height(self) -> int:
+        return self.shape[2] if self.layout == "NCHW" else self.shape[1]
+
+    @property
+    def width(self) -> int:
+        return self.shape[3] if self.layout == "NCHW" else self.shape[2]
+
+
+@dataclass
+class Preprocess:
+    resize: str = "letterbox"
+    pad_value: float = 114.0
+    scale: float = 255.0           # raw 0..255 pixels are divided by this first
+    mean: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+    channel_order: str = "RGB"
+
+
+@dataclass
+class Head:
+    type: str = "raw"
+    boxes: str = ""
+    scores: str = ""
+    box_format: str = "xyxy"
+    score_threshold: float = 0.25
+    iou_threshold: float = 0.5
+    max_detections: int = 100
+
+
+@dataclass
+class Source:
+    kind: str
+    path: str = ""                 # absolute; a model file or SavedModel folder
+    factory: str = ""              # "package.module:function" returning an nn.Module
+    weights: str = ""              # absolute; optional state_dict for the factory
+    python_path: list[str] = field(default_factory=list)  # folders to import the factory from
+    opset: int = 17
+
+
+@dataclass
+class DataSpec:
+    calibration: str = ""
+    evaluation: str = ""
+    calibration_images: int = 64
+    evaluation_images: int = 64
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    source: Source
+    inputs: list[InputSpec]
+    outputs: list[str]
+    preprocess: Preprocess
+    head: Head
+    labels: list[str]
+    data: DataSpec
+    path: str = ""                 # where the spec was read from
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelSpec":
+        return cls(name=d["name"], source=Source(**d["source"]),
+                   inputs=[InputSpec(**i) for i in d["inputs"]], outputs=list(d["outputs"]),
+                   preprocess=Preprocess(**d["preprocess"]), head=Head(**d["head"]),
+                   labels=list(d["labels"]), data=DataSpec(**d["data"]), path=d.get("path", ""))
+
+
+def _resolve(base: Path, value: str) -> str:
+    return str((base / value).resolve()) if value else ""
+
+
+def load_model_spec(path: str | Path) -> ModelSpec:
+    path = Path(path)
+    raw = _read_toml(path, "model spec")
+    base = path.resolve().parent
+    top = _Reader(path, raw)
+    top.reject_unknown({"name", "labels", "source", "inputs", "outputs", "preprocess", "head", "data"})
+    name = top.get("name", str, "a model name (letters, digits, - and _)")
+    if not name or not all(c.isalnum() or c in "-_" for c in name):
+        raise top.fail("name", "a model name of letters, digits, - and _", name)
+    labels = top.get("labels", list, "a list of class names", [])
+    if not all(isinstance(x, str) for x in labels):
+        raise top.fail("labels", "a list of strings", labels)
+
+    src = _Reader(path, top.get("source", dict, "a [source] table"), "source.")
+    src.reject_unknown({"kind", "path", "factory", "weights", "python_path", "opset"})
+    source = Source(
+        kind=src.get("kind", str, "the source framework", choices=SOURCE_KINDS),
+        path=_resolve(base, src.get("path", str, "a path to the model file", "")),
+        factory=src.get("factory", str, "'package.module:function'", ""),
+        weights=_resolve(base, src.get("weights", str, "a path to a weights file", "")),
+        python_path=[_resolve(base, p) for p in src.get("python_path", list, "a list of folders", [])],
+        opset=src.get("opset", int, "an ONNX opset number", 17),
+    )
+    if bool(source.path) == bool(source.factory):
+        raise UserError(f"{path}: [source] needs exactly one of 'path' (a model file) "
+                        f"or 'factory' ('package.module:function')")
+    if source.factory and (source.factory.count(":") != 1 or source.kind != "torch"):
+        raise src.fail("factory", "'package.module:function' (torch sources only)", source.factory)
+    if source.weights and not source.factory:
+        raise src.fail("weights", "a weights file only together with 'factory'", source.weights)
+    for key, value in (("path", source.path), ("weights", source.weights)):
+        if value and not Path(value).exists():
+            raise UserError(f"{path}: field 'source.{key}': file not found: {value}")
+    if not 11 <= source.opset <= 21:
+        raise src.fail("opset", "an ONNX opset between 11 and 21", source.opset)
+
+    raw_inputs = top.get("inputs", list, "an [[inputs]] array of tables")
+    if not raw_inputs:
+        raise top.fail("inputs", "at least one [[inputs]] table", raw_inputs)
+    inputs = []
+    for i, item in enumerate(raw_inputs):
+        if not isinstance(item, dict):
+            raise top.fail(f"inputs[{i}]", "a table", item)
+        r = _Reader(path, item, f"inputs[{i}].")
+        r.reject_unknown({"name", "shape", "layout", "dtype"})
+        inp = InputSpec(name=r.get("name", str, "the input tensor name"),
+                        shape=r.numbers("shape", "a list of 4 positive integers, e.g. [1, 3, 224, 224]",
+                                        length=4, kind=int),
+                        layout=r.get("layout", str, "NCHW or NHWC", "NCHW", choices=LAYOUTS),
+                        dtype=r.get("dtype", str, "float32", "float32", choices=DTYPES))
+        if any(d <= 0 for d in inp.shape):
+            raise r.fail("shape", "positive static dimensions", inp.shape)
+        channels = inp.shape[1] if inp.layout == "NCHW" else inp.shape[3]
+        if channels != 3:
+            raise r.fail("shape", f"3 colour channels in {inp.layout} order", inp.shape)
+        inputs.append(inp)
+
+    outs = top.sub("outputs")
+    outs.reject_unknown({"names"})
+    outputs = outs.get("names", list, "a list of output tensor names")
+    if not outputs or not all(isinstance(o, str) for o in outputs):
+        raise outs.fail("names", "a non-empty list of strings", outputs)
+
+    pre = _Reader(path, top.get("preprocess", dict, "a [preprocess] table", {}), "preprocess.")
+    pre.reject_unknown({"resize", "pad_value", "scale", "mean", "std", "channel_order"})
+    preprocess = Preprocess(
+        resize=pre.get("resize", str, "letterbox or stretch", "letterbox", choices=RESIZE_MODES),
+        pad_value=pre.get("pad_value", float, "a number 0..255", 114.0),
+        scale=pre.get("scale", float, "a positive number", 255.0),
+        mean=pre.numbers("mean", "3 numbers", 3, [0.0, 0.0, 0.0]),
+        std=pre.numbers("std", "3 positive numbers", 3, [1.0, 1.0, 1.0]),
+        channel_order=pre.get("channel_order", str, "RGB or BGR", "RGB", choices=CHANNEL_ORDERS),
+    )
+    if preprocess.scale <= 0 or any(s <= 0 for s in preprocess.std):
+        raise pre.fail("std", "positive scale and std values", preprocess.std)
+
+    hd = _Reader(path, top.get("head", dict, "a [head] table", {}), "head.")
+    hd.reject_unknown({"type", "boxes", "scores", "box_format", "score_threshold",
+                       "iou_threshold", "max_detections"})
+    head = Head(type=hd.get("type", str, "the head type", "raw", choices=HEAD_TYPES),
+                boxes=hd.get("boxes", str, "the name of the boxes output", ""),
+                scores=hd.get("scores", str, "the name of the scores output", ""),
+                box_format=hd.get("box_format", str, "xyxy or cxcywh", "xyxy", choices=BOX_FORMATS),
+                score_threshold=hd.get("score_threshold", float, "a number in 0..1", 0.25),
+                iou_threshold=hd.get("iou_threshold", float, "a number in 0..1", 0.5),
+                max_detections=hd.get("max_detections", int, "a positive integer", 100))
+    if head.type == "boxes_scores":
+        for key in ("boxes", "scores"):
+            if getattr(head, key) not in outputs:
+                raise hd.fail(key, f"one of the outputs {outputs}", getattr(head, key))
+        if not labels:
+            raise top.fail("labels", "class names for a detection head")
+
+    dt = _Reader(path, top.get("data", dict, "a [data] table", {}), "data.")
+    dt.reject_unknown({"calibration", "evaluation", "calibration_images", "evaluation_images"})
+    data = DataSpec(
+        calibration=_resolve(base, dt.get("calibration", str, "a dataset folder or file", "")),
+        evaluation=_resolve(base, dt.get("evaluation", str, "a dataset folder or file", "")),
+        calibration_images=dt.get("calibration_images", int, "a positive integer", 64),
+        evaluation_images=dt.get("evaluation_images", int, "a positive integer", 64),
+    )
+    for key in ("calibration", "evaluation"):
+        value = getattr(data, key)
+        if value and not Path(value).exists():
+            raise UserError(f"{path}: field 'data.{key}': not found: {value}")
+    if data.calibration_images <= 0 or data.evaluation_images <= 0:
+        raise dt.fail("evaluation_images", "positive image counts")
+
+    return ModelSpec(name=name, source=source, inputs=inputs, outputs=outputs, preprocess=preprocess,
+                     head=head, labels=labels, data=data, path=str(path.resolve()))
+
+
+# ----------------------------------------------------------------------------- target profile
+
+@dataclass
+class ArtifactPlan:
+    backend: str
+    precision: str
+    runtime: str = ""
+    options: dict = field(default_factory=dict)
+    thresholds: dict = field(default_factory=dict)
+    warn_only: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.backend}_{self.precision}"
+
+
+@dataclass
+class TargetProfile:
+    name: str
+    description: str
+    artifacts: list[ArtifactPlan]
+    path: str = ""
+
+
+DEFAULT_RUNTIME = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "litert"}
+
+
+def _thresholds(reader: _Reader) -> dict:
+    reader.reject_unknown(set(THRESHOLD_KEYS))
+    return {k: reader.get(k, float, "a number") for k in reader.table}
+
+
+def load_target_profile(path: str | Path) -> TargetProfile:
+    path = Path(path)
+    raw = _read_toml(path, "target profile")
+    top = _Reader(path, raw)
+    top.reject_unknown({"name", "description", "artifacts", "thresholds"})
+    name = top.get("name", str, "the platform name", path.stem)
+    shared = {}
+    thr = top.get("thresholds", dict, "a table of precision -> thresholds", {})
+    for precision, table in thr.items():
+        if precision not in PRECISIONS or not isinstance(table, dict):
+            raise top.fail(f"thresholds.{precision}", f"a table named after a precision ({', '.join(PRECISIONS)})")
+        shared[precision] = _thresholds(_Reader(path, table, f"thresholds.{precision}."))
+    items = top.get("artifacts", list, "an [[artifacts]] array of tables")
+    if not items:
+        raise top.fail("artifacts", "at least one [[artifacts]] table", items)
+    plans = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise top.fail(f"artifacts[{i}]", "a table", item)
+        r = _Reader(path, item, f"artifacts[{i}].")
+        r.reject_unknown({"backend", "precision", "runtime", "options", "thresholds", "warn_only"})
+        backend = r.get("backend", str, f"a backend ({', '.join(BACKENDS)}) or 'package.module:object'")
+        if backend not in BACKENDS and ":" not in backend:
+            raise r.fail("backend", f"one of {', '.join(BACKENDS)} or 'package.module:object'", backend)
+        precision = r.get("precision", str, "a precision", choices=PRECISIONS)
+        runtime = r.get("runtime", str, "a runtime name", DEFAULT_RUNTIME.get(backend, ""))
+        if not runtime:
+            raise r.fail("runtime", "a runtime to verify a custom backend with", "")
+        thresholds = {**DEFAULT_THRESHOLDS.get(precision, {}), **shared.get(precision, {})}
+        if "thresholds" in item:
+            thresholds.update(_thresholds(r.sub("thresholds")))
+        plan = ArtifactPlan(backend=backend, precision=precision, runtime=runtime,
+                            options=r.get("options", dict, "a table of backend options", {}),
+                            thresholds=thresholds,
+                            warn_only=r.get("warn_only", bool, "true or false", False))
+        if any(p.key == plan.key for p in plans):
+            raise r.fail("precision", f"one artifact per backend and precision ({plan.key} appears twice)")
+        plans.append(plan)
+    return TargetProfile(name=name, description=top.get("description", str, "a string", ""),
+                         artifacts=plans, path=str(path.resolve()))
+
+
+def find_target(name_or_path: str, targets_dir: Path) -> Path:
+    """A target is a profile path or the name of a file in targets/."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" or candidate.exists():
+        return candidate
+    found = targets_dir / f"{name_or_path}.toml"
+    if not found.is_file():
+        known = sorted(p.stem for p in targets_dir.glob("*.toml"))
+        raise UserError(f"unknown target '{name_or_path}': no {found} (known targets: {', '.join(known)})")
+    return found

@@ -1,0 +1,135 @@
+"""End-to-end builds of the tiny detector: real artifacts, real runtimes, atomic output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.heavy
+
+
+def _manifest(dist: Path, model: str = "tiny") -> dict:
+    return json.loads((dist / model / "manifest.json").read_text())
+
+
+def _leftovers(model_dir: Path) -> list[str]:
+    return [p.name for p in model_dir.iterdir() if p.name.startswith((".staging-", ".old-"))]
+
+
+@pytest.fixture(scope="module")
+def built(tiny_project, tmp_path_factory):
+    """One build of all three bundled targets (shared by the tests below)."""
+    from tests.conftest import write_spec
+
+    folder = tmp_path_factory.mktemp("build")
+    src = f'kind = "torch"\nfactory = "tinydet:build"\npython_path = ["{ROOT}", "{tiny_project}"]'
+    spec = write_spec(folder, source=src, data=tiny_project / "data")
+    dist = folder / "dist"
+    result = run_cli("build", str(spec), "--target", "web", "--target", "android", "--target", "embedded",
+                     "--out", str(dist))
+    return spec, dist, result
+
+
+def test_three_targets_build_and_pass(built):
+    spec, dist, result = built
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = _manifest(dist)
+    by_backend = {a["backend"]: a for a in manifest["artifacts"]}
+    assert set(by_backend) == {"onnx", "tflite", "openvino"}
+    for entry in manifest["artifacts"]:
+        assert entry["status"] == "built"
+        assert (dist / "tiny" / entry["path"]).is_file()
+        assert len(entry["sha256"]) == 64 and entry["size_bytes"] > 1000
+        parity = entry["parity"]
+        assert parity["verdict"] == "pass", parity
+        assert parity["images"] == 8
+        for name in ("boxes", "scores"):
+            assert parity["outputs"][name]["cosine"] >= 0.99999
+            assert parity["outputs"][name]["snr_db"] > 40
+    assert by_backend["openvino"]["parity"]["settings"]["precision_hint"] == "f32"
+    assert by_backend["tflite"]["parity"]["runtime"] == "litert"
+    assert manifest["onnx"]["exporter"] in ("dynamo", "torchscript")
+    assert manifest["toolchain"]["onnx"] == "1.19.1"
+    assert "deployer parity: tiny" in result.stdout and "litert" in result.stdout
+    assert _leftovers(dist / "tiny") == []
+
+
+def test_onnx_artifact_carries_metadata(built):
+    import onnx
+
+    _, dist, _ = built
+    model = onnx.load(str(dist / "tiny" / "web" / "tiny_fp32.onnx"))
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(meta["deployer.labels"]) == ["circle", "square", "triangle", "star"]
+    assert json.loads(meta["deployer.preprocess"])["resize"] == "letterbox"
+    assert len(meta["deployer.source_sha256"]) == 64
+    assert "torch" in json.loads(meta["deployer.toolchain"])
+
+
+def test_verify_reruns_parity_and_catches_tampering(built):
+    _, dist, _ = built
+    result = run_cli("verify", str(dist / "tiny"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    onnx_file = dist / "tiny" / "web" / "tiny_fp32.onnx"
+    original = onnx_file.read_bytes()
+    try:
+        onnx_file.write_bytes(original[:-10] + b"0123456789")
+        result = run_cli("verify", str(dist / "tiny"))
+        assert result.returncode == 1
+        assert "changed since it was built" in result.stdout
+    finally:
+        onnx_file.write_bytes(original)
+
+
+def test_crashing_target_fails_alone_and_leaves_nothing(built, tmp_path):
+    spec, dist, _ = built
+    crash = tmp_path / "crashy.toml"
+    crash.write_text('name = "crashy"\n[[artifacts]]\nbackend = "tests.stages.crashing:segfault"\n'
+                     'precision = "fp32"\nruntime = "onnxruntime"\n')
+    before = (dist / "tiny" / "web" / "tiny_fp32.onnx").read_bytes()
+    result = run_cli("build", str(spec), "--target", "web", "--target", str(crash), "--out", str(dist))
+    assert result.returncode == 1
+    manifest = _manifest(dist)
+    crashed = [a for a in manifest["artifacts"] if a["target"] == "crashy"]
+    assert crashed and crashed[0]["status"] == "failed" and "SIGSEGV" in crashed[0]["error"]
+    assert manifest["targets"]["web"]["status"] == "built"
+    assert (dist / "tiny" / "web" / "tiny_fp32.onnx").read_bytes() == before
+    assert not (dist / "tiny" / "crashy").exists()
+    assert _leftovers(dist / "tiny") == []
+    # The other targets built earlier are still listed.
+    assert {a["target"] for a in manifest["artifacts"]} >= {"web", "android", "embedded", "crashy"}
+
+
+def test_failed_rebuild_keeps_previous_good_build(built, tmp_path):
+    spec, dist, _ = built
+    broken_web = tmp_path / "web.toml"
+    broken_web.write_text('name = "web"\n[[artifacts]]\nbackend = "tests.stages.crashing:raise_error"\n'
+                          'precision = "fp32"\nruntime = "onnxruntime"\n')
+    before = sorted(p.name for p in (dist / "tiny" / "web").iterdir())
+    result = run_cli("build", str(spec), "--target", str(broken_web), "--out", str(dist))
+    assert result.returncode == 1
+    assert "converter exploded" in result.stdout
+    assert sorted(p.name for p in (dist / "tiny" / "web").iterdir()) == before
+    manifest = _manifest(dist)
+    assert manifest["targets"]["web"]["kept_previous_build"] is True
+    kept = [a for a in manifest["artifacts"] if a["target"] == "web" and a["status"] == "built"]
+    assert kept and kept[0]["superseded_by_failed_build"] is True
+    assert _leftovers(dist / "tiny") == []
+
+
+def test_threshold_out_of_reach_rejects_target(built, tmp_path):
+    spec, dist, _ = built
+    strict = tmp_path / "strict.toml"
+    strict.write_text('name = "strict"\n[[artifacts]]\nbackend = "openvino"\nprecision = "fp32"\n'
+                      'options = { runtime = { precision_hint = "bf16" } }\n'
+                      '[artifacts.thresholds]\nmax_abs = 0.0\n')
+    result = run_cli("build", str(spec), "--target", str(strict), "--out", str(dist))
+    assert result.returncode == 1
+    entry = next(a for a in _manifest(dist)["artifacts"] if a["target"] == "strict")
+    assert entry["parity"]["verdict"] == "fail" and "max_abs" in entry["parity"]["reasons"][0]
+    assert not (dist / "tiny" / "strict").exists()
+    assert (dist / "tiny" / ".rejected" / "strict" / "tiny_fp32.xml").is_file()
