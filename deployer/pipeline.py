@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -164,30 +165,32 @@ def verify_artifact(prep: Prepared, spec: ModelSpec, plan: ArtifactPlan, artifac
     return parity, run.seconds
 
 
-def build_artifact(prep: Prepared, spec: ModelSpec, target: str, plan: ArtifactPlan, staging: Path,
-                   opts: BuildOptions) -> dict:
-    entry = {"target": target, "backend": plan.backend, "precision": plan.precision}
-    stem = f"{spec.name}_{plan.precision}"
+FALLBACK_BACKENDS = ("onnx", "openvino")  # those whose quantizer can keep named layers in float
+
+
+def _build_and_verify(prep: Prepared, spec: ModelSpec, target: str, plan: ArtifactPlan, staging: Path,
+                      opts: BuildOptions, options: dict) -> dict:
+    """One build of an artifact and its verification; the manifest entry fields."""
+    stem = f"{spec.name}_{plan.stem_suffix}"
     tag = f"{target}-{plan.key}"
     try:
         func = builder_for(plan.backend, plan.precision)
         built = run_stage(func, {"onnx_path": str(prep.onnx_path), "spec": spec.to_dict(),
-                                 "precision": plan.precision, "options": plan.options, "out_dir": str(staging),
+                                 "precision": plan.precision, "options": options, "out_dir": str(staging),
                                  "stem": stem, "calibration": str(prep.calib_inputs)},
                           workdir=prep.work / "logs", name=f"build-{tag}", timeout=opts.timeout,
                           env=opts.worker_env)
     except (StageError, UserError) as exc:
-        return {**entry, "status": "failed", "error": str(exc)}
+        return {"status": "failed", "error": str(exc)}
     info = built.value
     primary = staging / info["path"]
-    entry.update({"path": f"{target}/{info['path']}", "files": [f"{target}/{f}" for f in info["files"]],
-                  "format": info["format"], "sha256": sha256_of(primary),
-                  "size_bytes": sum((staging / f).stat().st_size for f in info["files"]),
-                  "status": "built", "notes": info.get("notes", []),
-                  "build_seconds": {"build": round(built.seconds, 2)}})
-    for key in ("quantization",):
-        if key in info:
-            entry[key] = info[key]
+    entry = {"path": f"{target}/{info['path']}", "files": [f"{target}/{f}" for f in info["files"]],
+             "format": info["format"], "sha256": sha256_of(primary),
+             "size_bytes": sum((staging / f).stat().st_size for f in info["files"]),
+             "status": "built", "notes": info.get("notes", []),
+             "build_seconds": {"build": round(built.seconds, 2)}}
+    if "quantization" in info:
+        entry["quantization"] = info["quantization"]
     try:
         parity, seconds = verify_artifact(prep, spec, plan, primary, opts, tag)
         entry["build_seconds"]["verify"] = round(seconds, 2)
@@ -195,6 +198,93 @@ def build_artifact(prep: Prepared, spec: ModelSpec, target: str, plan: ArtifactP
         parity = {"runtime": plan.runtime, "verdict": "fail", "reasons": [f"verification failed: {exc}"]}
     entry["parity"] = parity
     return entry
+
+
+def _round_summary(entry: dict, kept: list[str]) -> dict:
+    parity = entry.get("parity", {})
+    det = parity.get("detection") or {}
+    outs = parity.get("outputs", {}).values()
+    return {"kept_float": list(kept), "verdict": parity.get("verdict", "fail"),
+            "min_cosine": min((o["cosine"] for o in outs), default=None),
+            "min_snr_db": min((o["snr_db"] for o in outs), default=None),
+            **{k: det.get(k) for k in ("agreement_map50", "agreement_map50_95", "map50")}}
+
+
+def _fallback_rank(entry: dict) -> tuple:
+    """Order of preference among fallback rounds: passing first, then fewer misses, then figures."""
+    parity = entry["parity"]
+    det = parity.get("detection") or {}
+    snr = min((o["snr_db"] for o in parity.get("outputs", {}).values()), default=-math.inf)
+    return (parity["verdict"] != "fail", -len(parity.get("reasons", [])),
+            det.get("agreement_map50") or 0.0, det.get("agreement_map50_95") or 0.0, snr)
+
+
+def _fallback(prep: Prepared, spec: ModelSpec, target: str, plan: ArtifactPlan, staging: Path,
+              opts: BuildOptions, entry: dict) -> dict:
+    """Accuracy-aware fallback: keep the most damaging layers in float until the verdict passes.
+
+    Each round ranks layers by their own SQNR drop (quantize/sensitivity.py) on calibration
+    images, keeps the next group of them in float (twice as many as the round before) and
+    rebuilds in a folder of its own; bounded by the profile's `fallback_rounds`. The best
+    round (passing, else closest) is the artifact; the manifest lists every round.
+    """
+    from deployer.quantize.sensitivity import rank_for_fallback
+
+    rounds = int(plan.options.get("fallback_rounds", 3))
+    per_round = int(plan.options.get("fallback_layers", 2))
+    kept: list[str] = list(plan.options.get("exclude", []))
+    history = [_round_summary(entry, kept)]
+    candidates = [(entry, staging)]
+    tag = f"{target}-{plan.key}"
+    current = entry, staging
+    for r in range(rounds):
+        try:
+            rows = run_stage("deployer.quantize.sensitivity:layer_errors",
+                             {"float_onnx": str(prep.onnx_path), "spec": spec.to_dict(), "backend": plan.backend,
+                              "artifact": str(current[1] / Path(current[0]["path"]).name),
+                              "inputs": str(prep.calib_inputs)},
+                             workdir=prep.work / "logs", name=f"layers-{tag}", timeout=opts.timeout,
+                             env=opts.worker_env).value
+        except (StageError, UserError) as exc:
+            entry.setdefault("notes", []).append(f"fallback stopped: per-layer analysis failed: {exc}")
+            break
+        groups = rank_for_fallback(rows, kept)[:per_round * 2 ** r]
+        if not groups:
+            break
+        kept = kept + [n for g in groups for n in g if n not in kept]
+        folder = staging / f".fallback-{r + 1}"
+        folder.mkdir()
+        candidate = _build_and_verify(prep, spec, target, plan, folder, opts, {**plan.options, "exclude": kept})
+        if candidate["status"] != "built":
+            entry.setdefault("notes", []).append(f"fallback round {r + 1} failed to build: {candidate['error']}")
+            break
+        history.append(_round_summary(candidate, kept))
+        candidates.append((candidate, folder))
+        current = candidate, folder
+        if candidate["parity"]["verdict"] != "fail":
+            break
+    best, folder = max(candidates, key=lambda c: _fallback_rank(c[0]))
+    if folder != staging:
+        for f in best["files"]:
+            os.replace(folder / Path(f).name, staging / Path(f).name)
+    for _, f in candidates[1:]:
+        shutil.rmtree(f, ignore_errors=True)
+    chosen = history[candidates.index((best, folder))]
+    best.setdefault("quantization", {})["fallback"] = {"rounds": history, "kept_float": chosen["kept_float"],
+                                                       "chosen_round": candidates.index((best, folder))}
+    return best
+
+
+def build_artifact(prep: Prepared, spec: ModelSpec, target: str, plan: ArtifactPlan, staging: Path,
+                   opts: BuildOptions) -> dict:
+    head = {"target": target, "backend": plan.backend, "precision": plan.precision}
+    if plan.variant:
+        head["variant"] = plan.variant
+    entry = _build_and_verify(prep, spec, target, plan, staging, opts, plan.options)
+    if (entry["status"] == "built" and entry["parity"]["verdict"] == "fail" and plan.precision == "int8"
+            and plan.backend in FALLBACK_BACKENDS and "outputs" in entry["parity"]):  # measured, not crashed
+        entry = _fallback(prep, spec, target, plan, staging, opts, entry)
+    return {**head, **entry}
 
 
 def _replace_dir(staging: Path, final: Path) -> None:
@@ -281,8 +371,8 @@ def verify(model_dir: Path, manifest: dict, opts: BuildOptions) -> dict:
         target = entry["target"]
         if target not in profiles:
             profiles[target] = load_target_profile(manifest["targets"][target]["profile"])
-        plan = next((p for p in profiles[target].artifacts
-                     if p.backend == entry["backend"] and p.precision == entry["precision"]), None)
+        plan = next((p for p in profiles[target].artifacts if p.backend == entry["backend"]
+                     and p.precision == entry["precision"] and p.variant == entry.get("variant", "")), None)
         if plan is None:
             raise UserError(f"{profiles[target].path}: no artifact {entry['backend']} {entry['precision']} any more; "
                             f"rebuild target '{target}'")

@@ -298,10 +298,15 @@ class ArtifactPlan:
     options: dict = field(default_factory=dict)
     thresholds: dict = field(default_factory=dict)
     warn_only: bool = False
+    variant: str = ""              # tells apart two artifacts of one backend and precision
 
     @property
     def key(self) -> str:
-        return f"{self.backend}_{self.precision}"
+        return f"{self.backend}_{self.stem_suffix}"
+
+    @property
+    def stem_suffix(self) -> str:
+        return f"{self.precision}_{self.variant}" if self.variant else self.precision
 
 
 @dataclass
@@ -340,7 +345,7 @@ def load_target_profile(path: str | Path) -> TargetProfile:
         if not isinstance(item, dict):
             raise top.fail(f"artifacts[{i}]", "a table", item)
         r = _Reader(path, item, f"artifacts[{i}].")
-        r.reject_unknown({"backend", "precision", "runtime", "options", "thresholds", "warn_only"})
+        r.reject_unknown({"backend", "precision", "variant", "runtime", "options", "thresholds", "warn_only"})
         backend = r.get("backend", str, f"a backend ({', '.join(BACKENDS)}) or 'package.module:object'")
         if backend not in BACKENDS and ":" not in backend:
             raise r.fail("backend", f"one of {', '.join(BACKENDS)} or 'package.module:object'", backend)
@@ -354,9 +359,13 @@ def load_target_profile(path: str | Path) -> TargetProfile:
         plan = ArtifactPlan(backend=backend, precision=precision, runtime=runtime,
                             options=r.get("options", dict, "a table of backend options", {}),
                             thresholds=thresholds,
-                            warn_only=r.get("warn_only", bool, "true or false", False))
+                            warn_only=r.get("warn_only", bool, "true or false", False),
+                            variant=r.get("variant", str, "a short name of letters, digits and -", ""))
+        if plan.variant and not all(c.isalnum() or c == "-" for c in plan.variant):
+            raise r.fail("variant", "a short name of letters, digits and -", plan.variant)
         if any(p.key == plan.key for p in plans):
-            raise r.fail("precision", f"one artifact per backend and precision ({plan.key} appears twice)")
+            raise r.fail("precision", f"one artifact per backend and precision, or a distinct 'variant' "
+                         f"({plan.key} appears twice)")
         plans.append(plan)
     return TargetProfile(name=name, description=top.get("description", str, "a string", ""),
                          artifacts=plans, path=str(path.resolve()))

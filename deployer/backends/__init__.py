@@ -20,9 +20,9 @@ BUILDERS = {
 
 # Which precisions each backend builds today.
 PRECISIONS = {
-    "onnx": ("fp32",),
-    "openvino": ("fp32",),
-    "tflite": ("fp32",),
+    "onnx": ("fp32", "fp16", "int8"),
+    "openvino": ("fp32", "fp16", "int8"),
+    "tflite": ("fp32", "fp16", "dynamic", "int8"),
 }
 
 

@@ -1,13 +1,76 @@
-"""ONNX backend: the web artifact for ONNX Runtime Web, straight from the intermediate form."""
+"""ONNX backend: the web artifact for ONNX Runtime (Web), in fp32, fp16 or static INT8 (QDQ).
+
+INT8 uses onnxruntime.quantization with our calibration feeds (MinMax, Entropy or
+Percentile, per the profile's `calibration_method`), per-channel int8 weights and uint8
+activations; `exclude` keeps the named nodes in float (the accuracy-aware fallback).
+"""
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
+
+from deployer.errors import UserError
+from deployer.quantize.feeds import DEFAULT_COUNT, calibration_batches
+from deployer.spec import ModelSpec
+
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+
+
+def _fp16(onnx_path: str, out: Path) -> list[str]:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(onnx_path)
+    # fp32 inputs and outputs are kept so callers feed the same tensors as before.
+    half = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
+    onnx.save(half, str(out))
+    return ["weights and activations in float16; inputs and outputs kept float32"]
+
+
+def _int8(onnx_path: str, spec: ModelSpec, options: dict, calibration: str, out: Path) -> tuple[list[str], dict]:
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    method = options.get("calibration_method", "minmax")
+    if method not in CALIBRATION_METHODS:
+        raise UserError(f"onnx int8: option 'calibration_method' must be one of {', '.join(CALIBRATION_METHODS)}, "
+                        f"got {method!r}")
+    count = int(options.get("calibration_images", DEFAULT_COUNT))
+    feeds = calibration_batches(calibration, spec, count)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(feeds)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    exclude = list(options.get("exclude", []))
+    with tempfile.TemporaryDirectory() as tmp:
+        prepped = Path(tmp) / "prepped.onnx"
+        quant_pre_process(onnx_path, str(prepped), skip_symbolic_shape=True)
+        quantize_static(str(prepped), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                                          "percentile": CalibrationMethod.Percentile}[method],
+                        nodes_to_exclude=exclude, extra_options={"ActivationSymmetric": False})
+    info = {"method": method, "calibration_images": len(feeds), "format": "QDQ", "weights": "int8 per-channel",
+            "activations": "uint8 per-tensor", "kept_float": exclude}
+    return [f"static INT8 QDQ, {method} calibration on {len(feeds)} images"], info
 
 
 def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: str, stem: str,
           calibration: str) -> dict:
-    name = f"{stem}.onnx"
-    shutil.copyfile(onnx_path, Path(out_dir) / name)
-    return {"path": name, "files": [name], "format": "onnx", "notes": []}
+    spec = ModelSpec.from_dict(spec)
+    out = Path(out_dir) / f"{stem}.onnx"
+    result = {"path": out.name, "files": [out.name], "format": "onnx"}
+    if precision == "fp32":
+        shutil.copyfile(onnx_path, out)
+        return {**result, "notes": []}
+    if precision == "fp16":
+        return {**result, "notes": _fp16(onnx_path, out)}
+    notes, info = _int8(onnx_path, spec, options, calibration, out)
+    return {**result, "notes": notes, "quantization": info}

@@ -1,5 +1,10 @@
 """TFLite backend through onnx2tf (NCHW ONNX -> NHWC TensorFlow -> .tflite), offline.
 
+Precisions: fp32, fp16 (float16 weights), dynamic (int8 weights, float activations:
+onnx2tf's "dynamic range" file, never called int8 here) and int8 (full-integer: every
+op in int8, calibrated on our calibration feeds; int8 inputs and outputs by default, or
+float ones with option `io = "float"`).
+
 onnx2tf fetches a sample image file from the internet whenever the input is a 4-D image
 (DESIGN.md §5); its download function is replaced by one that returns our own
 calibration images, so the conversion never touches the network.
@@ -15,16 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from deployer.errors import UserError
+from deployer.quantize.feeds import DEFAULT_COUNT, calibration_array
 from deployer.spec import ModelSpec
 
-ONNX2TF_FILES = {"fp32": "_float32.tflite"}
-
-
-def calibration_nhwc(calibration: str, spec: ModelSpec, count: int | None = None) -> np.ndarray:
-    """The calibration inputs as one NHWC float32 batch, as onnx2tf wants them."""
-    x = np.load(calibration)[spec.inputs[0].name]          # (n, 1, ...) in the source layout
-    x = x[:count, 0] if count else x[:, 0]
-    return np.ascontiguousarray(x.transpose(0, 2, 3, 1) if spec.inputs[0].layout == "NCHW" else x)
+# The file onnx2tf writes for each precision (and the flag that asks for it).
+ONNX2TF_FILES = {"fp32": "_float32.tflite", "fp16": "_float16.tflite", "dynamic": "_dynamic_range_quant.tflite"}
+INT8_FILES = {"int8": "_full_integer_quant.tflite", "float": "_integer_quant.tflite"}
 
 
 def convert(onnx_path: str, spec: ModelSpec, calibration: str, workdir: Path, **kwargs) -> Path:
@@ -33,7 +35,7 @@ def convert(onnx_path: str, spec: ModelSpec, calibration: str, workdir: Path, **
     import onnx2tf.onnx2tf as onnx2tf_main
     import onnx2tf.utils.common_functions as common
 
-    samples = calibration_nhwc(calibration, spec, 20)
+    samples = calibration_array(calibration, spec, 20, layout="NHWC")
     offline = lambda: samples  # noqa: E731 - stands in for the downloading function
     onnx2tf_main.download_test_image_data = offline
     common.download_test_image_data = offline
@@ -53,12 +55,43 @@ def convert(onnx_path: str, spec: ModelSpec, calibration: str, workdir: Path, **
 def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: str, stem: str,
           calibration: str) -> dict:
     spec = ModelSpec.from_dict(spec)
-    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-        folder = convert(onnx_path, spec, calibration, Path(tmp))
-        found = sorted(folder.glob(f"*{ONNX2TF_FILES[precision]}"))
-        if not found:
-            raise RuntimeError(f"onnx2tf wrote no *{ONNX2TF_FILES[precision]} (it wrote: "
-                               f"{', '.join(p.name for p in folder.iterdir())})")
-        name = f"{stem}.tflite"
-        shutil.copyfile(found[0], Path(out_dir) / name)
-    return {"path": name, "files": [name], "format": "tflite", "notes": []}
+    kwargs, notes, quant = {}, [], None
+    suffix = ONNX2TF_FILES.get(precision, "")
+    if precision == "dynamic":
+        kwargs["output_dynamic_range_quantized_tflite"] = True
+        notes.append("dynamic range: int8 weights, float activations (not a full-integer model)")
+    elif precision == "int8":
+        io = options.get("io", "int8")
+        if io not in INT8_FILES:
+            raise UserError(f"tflite int8: option 'io' must be 'int8' or 'float', got {io!r}")
+        suffix = INT8_FILES[io]
+        count = int(options.get("calibration_images", DEFAULT_COUNT))
+        with tempfile.NamedTemporaryFile(suffix=".npy", dir=out_dir, delete=False) as f:
+            calib_npy = f.name
+        x = calibration_array(calibration, spec, count, layout="NHWC")
+        np.save(calib_npy, x)
+        # The feeds are already preprocessed: onnx2tf's own normalisation is the identity.
+        zeros, ones = np.zeros((1, 1, 1, x.shape[-1]), np.float32), np.ones((1, 1, 1, x.shape[-1]), np.float32)
+        kwargs.update(output_integer_quantized_tflite=True, quant_type="per-channel",
+                      custom_input_op_name_np_data_path=[[spec.inputs[0].name, calib_npy, zeros, ones]],
+                      input_quant_dtype="int8", output_quant_dtype="int8")
+        notes.append(f"full-integer INT8 ({io} inputs and outputs), per-channel weights, "
+                     f"calibrated on {len(x)} images")
+        quant = {"method": "tflite-minmax", "calibration_images": len(x), "io": io, "weights": "int8 per-channel",
+                 "activations": "int8", "kept_float": []}
+    try:
+        with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+            folder = convert(onnx_path, spec, calibration, Path(tmp), **kwargs)
+            found = sorted(folder.glob(f"*{suffix}"))
+            if not found:
+                raise RuntimeError(f"onnx2tf wrote no *{suffix} (it wrote: "
+                                   f"{', '.join(p.name for p in folder.iterdir())})")
+            name = f"{stem}.tflite"
+            shutil.copyfile(found[0], Path(out_dir) / name)
+    finally:
+        if precision == "int8":
+            Path(calib_npy).unlink(missing_ok=True)
+    result = {"path": name, "files": [name], "format": "tflite", "notes": notes}
+    if quant:
+        result["quantization"] = quant
+    return result

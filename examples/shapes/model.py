@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-STRIDES = (8, 16, 32)
+from examples.shapes.targets import grid
 
 
 def conv_bn(cin: int, cout: int, k: int = 3, s: int = 1) -> nn.Sequential:
@@ -51,14 +51,9 @@ class ShapesDet(nn.Module):
         self._make_points(image_size)
 
     def _make_points(self, size: int) -> None:
-        pts, strides = [], []
-        for s in STRIDES:
-            n = size // s
-            ys, xs = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
-            pts.append(torch.stack([xs, ys], -1).reshape(-1, 2).float().add(0.5).mul(s))
-            strides.append(torch.full((n * n, 1), float(s)))
-        self.register_buffer("points", torch.cat(pts)[None], persistent=False)    # (1, N, 2)
-        self.register_buffer("strides", torch.cat(strides)[None], persistent=False)  # (1, N, 1)
+        points, strides = grid(size)
+        self.register_buffer("points", torch.from_numpy(points)[None], persistent=False)        # (1, N, 2)
+        self.register_buffer("strides", torch.from_numpy(strides)[None, :, None], persistent=False)  # (1, N, 1)
 
     def features(self, x):
         c8 = self.s8(self.stem(x))

@@ -5,13 +5,12 @@
 Images come from deployer's generator (train seed 1, held-out seed 2) and go through the
 same letterbox preprocessing as deployment. Assignment is FCOS-style (grid points inside a
 box's centre region, one pyramid level per object size); the classification target is the
-IoU of the predicted box (quality focal loss), the box loss GIoU.
+IoU of the predicted box (quality focal loss), the box loss GIoU. Targets: targets.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -19,27 +18,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from deployer.datasets.preprocess import prepare
-from deployer.datasets.synth import CLASSES, generate
-from deployer.parity.detection import EVAL_SCORE_THRESHOLD, Detections, decode_boxes_scores, mean_average_precision
-from deployer.spec import InputSpec, Preprocess
-from examples.shapes.model import STRIDES, ShapesDet
+from examples.shapes.data import (HELDOUT_SEED, SIZE, TRAIN_SEED, add_arguments, flip_targets, heldout_map,
+                                  make_split, write_report)
+from deployer.datasets.synth import CLASSES
+from examples.shapes.model import ShapesDet
+from examples.shapes.targets import dense_targets, grid
 
-SIZE = 192
-INPUT = InputSpec("images", [1, 3, SIZE, SIZE])
-PRE = Preprocess()
-TRAIN_SEED, HELDOUT_SEED = 1, 2
-# Objects are assigned to a level by their largest centre-to-side distance (pixels).
-LEVEL_RANGES = {8: (0.0, 24.0), 16: (24.0, 48.0), 32: (48.0, 1e9)}
-
-
-def make_split(count: int, seed: int):
-    xs, targets = [], []
-    for s in generate(count, seed):
-        x, tf = prepare(s.image, INPUT, PRE)
-        xs.append((x[0] * 255).round().astype(np.uint8))
-        targets.append((tf.to_network(s.boxes), s.labels))
-    return np.stack(xs), targets
+GRID = grid(SIZE)
 
 
 def giou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -53,43 +38,19 @@ def giou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return iou - (hull - union) / hull, iou
 
 
-def assign(points, strides, boxes, labels):
-    """Per grid point: index of its ground-truth box, or -1."""
-    n = points.shape[0]
-    if len(boxes) == 0:
-        return torch.full((n,), -1, dtype=torch.long)
-    px, py = points[:, 0:1], points[:, 1:2]
-    l, t = px - boxes[:, 0], py - boxes[:, 1]
-    r, b = boxes[:, 2] - px, boxes[:, 3] - py
-    inside = torch.stack([l, t, r, b], -1).amin(-1) > 0
-    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
-    radius = 1.5 * strides
-    central = ((px - cx).abs() < radius) & ((py - cy).abs() < radius)
-    reach = torch.stack([l, t, r, b], -1).amax(-1)
-    lo = torch.tensor([LEVEL_RANGES[int(s)][0] for s in strides[:, 0]])[:, None]
-    hi = torch.tensor([LEVEL_RANGES[int(s)][1] for s in strides[:, 0]])[:, None]
-    ok = inside & central & (reach >= lo) & (reach <= hi)
-    area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[None].expand(n, -1)
-    area = torch.where(ok, area, torch.full_like(area, float("inf")))
-    best_area, best = area.min(1)
-    return torch.where(torch.isfinite(best_area), best, torch.full_like(best, -1))
-
-
 def loss_fn(model, images, targets):
     dist, logits = model.raw(images)
     pred_boxes, _ = model.decode(dist, logits)
-    points, strides = model.points[0], model.strides[0]
+    points, strides = GRID
     cls_target = torch.zeros_like(logits)
     box_losses, n_pos = [], 0
     for i, (boxes, labels) in enumerate(targets):
-        gt = torch.as_tensor(boxes, dtype=torch.float32)
-        idx = assign(points, strides, gt, labels)
-        pos = idx >= 0
+        pos, matched, cls = (torch.from_numpy(t) for t in dense_targets(points, strides, boxes, labels))
         if not pos.any():
             continue
-        g, iou = giou(pred_boxes[i][pos], gt[idx[pos]])
+        g, iou = giou(pred_boxes[i][pos], matched[pos])
         box_losses.append((1 - g).sum())
-        cls_target[i, pos, torch.as_tensor(labels)[idx[pos]]] = iou.detach().clamp(min=0.05)
+        cls_target[i, pos, cls[pos]] = iou.detach().clamp(min=0.05)
         n_pos += int(pos.sum())
     n_pos = max(n_pos, 1)
     p = torch.sigmoid(logits)
@@ -101,26 +62,18 @@ def loss_fn(model, images, targets):
 @torch.no_grad()
 def evaluate(model, xs, targets, batch=64):
     model.eval()
-    preds, gts = [], []
+    boxes, scores = [], []
     for i in range(0, len(xs), batch):
-        x = torch.from_numpy(xs[i:i + batch]).float() / 255
-        boxes, scores = model(x)
-        for b, s in zip(boxes.numpy(), scores.numpy()):
-            preds.append(decode_boxes_scores(b, s, "xyxy", EVAL_SCORE_THRESHOLD, 0.5, 100))
-    for boxes, labels in targets:
-        gts.append(Detections(boxes, np.ones(len(boxes), np.float32), labels))
-    return mean_average_precision(preds, gts)
+        b, s = model(torch.from_numpy(xs[i:i + batch]).float() / 255)
+        boxes.append(b.numpy())
+        scores.append(s.numpy())
+    return heldout_map(np.concatenate(boxes), np.concatenate(scores), targets)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="examples/shapes/shapes.pt")
-    ap.add_argument("--train-images", type=int, default=6000)
-    ap.add_argument("--heldout-images", type=int, default=500)
-    ap.add_argument("--steps", type=int, default=2400)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--seed", type=int, default=0)
+    add_arguments(ap)
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -141,7 +94,7 @@ def main() -> None:
         tgts = [train_t[i] for i in idx]
         if rng.random() < 0.5:  # horizontal flip of the whole batch
             x = x.flip(3)
-            tgts = [(np.stack([SIZE - b[:, 2], b[:, 1], SIZE - b[:, 0], b[:, 3]], 1) if len(b) else b, l) for b, l in tgts]
+            tgts = flip_targets(tgts)
         loss = loss_fn(model, x, tgts)
         opt.zero_grad()
         loss.backward()
@@ -154,10 +107,7 @@ def main() -> None:
     print(f"held-out mAP@0.5 {metrics['map50']:.3f}  mAP@0.5:0.95 {metrics['map50_95']:.3f}", flush=True)
     out = Path(args.out)
     torch.save(model.state_dict(), out)
-    out.with_suffix(".json").write_text(json.dumps({
-        "heldout_images": args.heldout_images, "heldout_seed": HELDOUT_SEED, "train_images": args.train_images,
-        "steps": args.steps, "batch": args.batch, "seed": args.seed, "train_seconds": round(time.time() - start),
-        **{k: round(v, 4) for k, v in metrics.items()}}, indent=2) + "\n")
+    write_report(out, metrics, args, time.time() - start, f"torch {torch.__version__}")
 
 
 if __name__ == "__main__":
