@@ -36,9 +36,14 @@ embedded: setup
 all: setup
 	$(DEPLOYER) build $(MODEL) --target web --target android --target embedded --out $(OUT)
 
+# Latency and size of every artifact of MODEL, with ratios to fp32 (builds first when needed).
+bench: setup
+	$(DEPLOYER) bench $(MODEL) --out $(OUT)
+
 # Retrain the example detector (CPU, seeded, about 10 minutes on 2 cores).
 example-model: setup
 	$(PY) -m examples.shapes.train --out examples/shapes/shapes.pt
+	$(PY) -m examples.shapes.train_keras --out examples/shapes/shapes_keras.keras
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -24,7 +24,7 @@ def _console():
     console = Console(highlight=False)
     if not console.is_terminal:
         # Logs and CI: a table wide enough not to wrap (rich assumes 80 columns otherwise).
-        console = Console(highlight=False, width=170)
+        console = Console(highlight=False, width=200)
     return console
 
 
@@ -63,14 +63,40 @@ def cmd_build(args) -> int:
 def cmd_verify(args) -> int:
     from deployer import pipeline
     from deployer.report.manifest import read_manifest
-    from deployer.report.table import print_report
+    from deployer.report.table import print_layers, print_report
 
     model_dir, manifest = read_manifest(args.dist)
     opts = pipeline.BuildOptions(out=model_dir.parent, jobs=args.jobs, timeout=args.timeout)
     manifest = pipeline.verify(model_dir, manifest, opts)
     targets = sorted({a["target"] for a in manifest["artifacts"]})
-    print_report(manifest, targets, _console())
+    console = _console()
+    print_report(manifest, targets, console)
+    if args.layers:
+        manifest = pipeline.layer_report(model_dir, manifest, opts, args.sqnr_threshold, args.layer_images)
+        print_layers(manifest, console)
     return pipeline.exit_status(manifest, targets)
+
+
+def cmd_bench(args) -> int:
+    from deployer import pipeline
+    from deployer.report.manifest import read_manifest
+    from deployer.report.table import bench_table
+
+    source = Path(args.dist)
+    if source.suffix == ".toml":  # a model spec: bench its build, building it first if needed
+        from deployer.spec import load_model_spec
+
+        source = Path(args.out) / load_model_spec(source).name
+        if not (source / "manifest.json").is_file():
+            status = cmd_build(argparse.Namespace(spec=args.dist, target=None, calib=None, eval=None, out=args.out,
+                                                  jobs=2, timeout=args.timeout, no_cache=False))
+            if status != EXIT_OK:
+                return status
+    model_dir, manifest = read_manifest(source)
+    opts = pipeline.BuildOptions(out=model_dir.parent, timeout=args.timeout)
+    manifest = pipeline.bench(model_dir, manifest, opts, runs=args.runs, warmup=args.warmup)
+    _console().print(bench_table(manifest))
+    return EXIT_OK
 
 
 def cmd_inspect(args) -> int:
@@ -164,7 +190,18 @@ def make_parser() -> argparse.ArgumentParser:
     v.add_argument("dist", help="dist/<model>/ folder or its manifest.json")
     v.add_argument("--jobs", type=int, default=2)
     v.add_argument("--timeout", type=float, default=1800)
+    v.add_argument("--layers", action="store_true", help="also report per-layer SQNR against the float ONNX graph")
+    v.add_argument("--sqnr-threshold", type=float, default=30.0, help="dB below which a tensor counts as damaged")
+    v.add_argument("--layer-images", type=int, default=16, help="evaluation images for --layers (default: 16)")
     v.set_defaults(func=cmd_verify)
+
+    be = sub.add_parser("bench", help="latency and size of every built artifact")
+    be.add_argument("dist", help="dist/<model>/ folder, its manifest.json, or a model spec (built first if needed)")
+    be.add_argument("--out", default="dist", help="output folder when given a model spec (default: dist)")
+    be.add_argument("--runs", type=int, default=50)
+    be.add_argument("--warmup", type=int, default=10)
+    be.add_argument("--timeout", type=float, default=1800)
+    be.set_defaults(func=cmd_bench)
 
     i = sub.add_parser("inspect", help="inputs, outputs and ops of an ONNX model, and backend support")
     i.add_argument("model")

@@ -13,7 +13,8 @@ from deployer.spec import ModelSpec
 
 def onnx_names_to_ops(model, onnx_path: str, nodes: list[str]) -> list[str]:
     """OpenVINO op friendly names of the ops that compute the given ONNX nodes (matched by
-    the ONNX output tensor names, which OpenVINO keeps)."""
+    node name, which OpenVINO keeps as the friendly name or its prefix, and by the ONNX
+    output tensor names)."""
     import onnx
 
     graph = onnx.load(onnx_path, load_external_data=False).graph
@@ -23,7 +24,9 @@ def onnx_names_to_ops(model, onnx_path: str, nodes: list[str]) -> list[str]:
     for op in model.get_ops():
         if op.get_type_name() in ("Constant", "Parameter", "Result"):
             continue
-        names_here = {op.get_friendly_name()} | {n for out in op.outputs() for n in out.get_names()}
+        name = op.get_friendly_name()
+        names_here = {name, name.split("/")[0]} | {n for out in op.outputs() for n in out.get_names()}
+        # An ONNX Conv becomes '<node>/WithoutBiases' (the Convolution) plus '<node>' (the bias Add).
         if names_here & wanted:
             found.append(op.get_friendly_name())
     return found

@@ -25,13 +25,13 @@ def parity_rows(entry: dict) -> list[dict]:
 def parity_table(manifest: dict, targets: list[str] | None = None) -> Table:
     table = Table(title=f"deployer parity: {manifest['model']}", show_lines=False)
     for col in ("target", "backend", "precision", "runtime", "size", "min cosine", "min SNR dB", "max abs",
-                "agree mAP50", "agree mAP50-95", "mAP50 (ref)", "verdict"):
+                "agree mAP50", "agree mAP50-95", "mAP50 (ref)", "mAP50-95 (ref)", "verdict"):
         table.add_column(col, justify="right" if col not in ("target", "backend", "runtime", "verdict") else "left")
     for entry in manifest["artifacts"]:
         if targets and entry["target"] not in targets:
             continue
         if entry["status"] != "built":
-            table.add_row(entry["target"], entry["backend"], entry["precision"], "-", "-", "-", "-", "-", "-", "-", "-",
+            table.add_row(entry["target"], entry["backend"], _label(entry), "-", "-", "-", "-", "-", "-", "-", "-", "-",
                           f"[bold red]{entry['status']}[/]")
             continue
         for run in parity_rows(entry):
@@ -39,13 +39,14 @@ def parity_table(manifest: dict, targets: list[str] | None = None) -> Table:
             det = run.get("detection") or {}
             verdict = run.get("verdict", "unverified")
             table.add_row(
-                entry["target"], entry["backend"], entry["precision"], run.get("runtime", "-"),
+                entry["target"], entry["backend"], _label(entry), run.get("runtime", "-"),
                 f"{entry['size_bytes'] / 1e6:.2f} MB",
                 _num(min((o["cosine"] for o in outs), default=None), ".6f"),
                 _num(min((o["snr_db"] for o in outs), default=None), ".1f"),
                 _num(max((o["max_abs"] for o in outs), default=None), ".2e"),
                 _num(det.get("agreement_map50"), ".3f"), _num(det.get("agreement_map50_95"), ".3f"),
                 f"{_num(det.get('map50'), '.3f')} ({_num(det.get('reference_map50'), '.3f')})",
+                f"{_num(det.get('map50_95'), '.3f')} ({_num(det.get('reference_map50_95'), '.3f')})",
                 f"[{STYLE.get(verdict, '')}]{verdict}[/]")
     return table
 
@@ -55,7 +56,7 @@ def failure_notes(manifest: dict, targets: list[str] | None = None) -> list[str]
     for entry in manifest["artifacts"]:
         if targets and entry["target"] not in targets:
             continue
-        label = f"{entry['target']}/{entry['backend']}_{entry['precision']}"
+        label = f"{entry['target']}/{entry['backend']}_{_label(entry)}"
         if entry["status"] == "failed":
             notes.append(f"{label}: build failed: {entry.get('error', '')}")
         for run in parity_rows(entry):
@@ -69,3 +70,55 @@ def print_report(manifest: dict, targets: list[str] | None = None, console: Cons
     console.print(parity_table(manifest, targets))
     for note in failure_notes(manifest, targets):
         console.print(f"[red]x[/] {note}", highlight=False)
+
+
+def _label(entry: dict) -> str:
+    return entry["precision"] + (f" ({entry['variant']})" if entry.get("variant") else "")
+
+
+def bench_table(manifest: dict) -> Table:
+    """Latency and size per artifact, with ratios to the fp32 artifact of the same target and backend."""
+    table = Table(title=f"deployer bench: {manifest['model']}")
+    for col in ("target", "backend", "precision", "runtime", "size", "size vs fp32", "1 thread median ms",
+                "p90 ms", "vs fp32", "default threads median ms", "vs fp32", "build s"):
+        table.add_column(col, justify="left" if col in ("target", "backend", "precision", "runtime") else "right")
+    fp32 = {(e["target"], e["backend"]): e for e in manifest["artifacts"]
+            if e["precision"] == "fp32" and not e.get("variant") and "latency_ms_median" in e.get("bench", {})}
+    for e in manifest["artifacts"]:
+        b = e.get("bench")
+        if not b:
+            continue
+        if "error" in b:
+            table.add_row(e["target"], e["backend"], _label(e), "-", "-", "-", "-", "-", "-", "-", "-",
+                          f"[red]{b['error'][:60]}[/]")
+            continue
+        base = fp32.get((e["target"], e["backend"]), {}).get("bench")
+        ratio = (lambda a, k: f"{a / k:.2f}x" if k else "-")
+        default = b["threads_default"]["latency_ms_median"]
+        table.add_row(
+            e["target"], e["backend"], _label(e), b["runtime"], f"{e['size_bytes'] / 1e6:.2f} MB",
+            ratio(e["size_bytes"], base and base["size_bytes"]), f"{b['latency_ms_median']:.2f}",
+            f"{b['latency_ms_p90']:.2f}", ratio(b["latency_ms_median"], base and base["latency_ms_median"]),
+            f"{default:.2f}", ratio(default, base and base["threads_default"]["latency_ms_median"]),
+            f"{sum(b.get('build_seconds', {}).values()):.1f}")
+    return table
+
+
+def print_layers(manifest: dict, console: Console) -> None:
+    """Where each artifact starts to lose accuracy, tensor by tensor (verify --layers)."""
+    for e in manifest["artifacts"]:
+        layers = e.get("layers")
+        if not layers:
+            continue
+        label = f"{e['target']}/{e['backend']}_{_label(e)}"
+        if not layers["available"]:
+            console.print(f"{label}: per-layer report not available ({layers['reason']})")
+            continue
+        first = layers["first_below"]
+        where = (f"first tensor below {layers['threshold_db']:g} dB: '{first['tensor']}' ({first['op']} "
+                 f"{first['node']}, {first['sqnr_db']:.1f} dB)") if first else \
+            f"every tensor stays above {layers['threshold_db']:g} dB"
+        console.print(f"[bold]{label}[/]: {where}")
+        for r in layers["worst_drops"]:
+            console.print(f"    {r['node']:28} {r['op']:10} drops {r['drop_db']:6.1f} dB -> "
+                          f"{'exact' if r['sqnr_db'] is None else format(r['sqnr_db'], '.1f') + ' dB'}")
