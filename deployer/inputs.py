@@ -40,12 +40,13 @@ def prepare_inputs(dataset: Dataset, spec: ModelSpec, count: int, out: Path, wit
         raise UserError(f"{spec.path}: image datasets feed single-input models; this one has {len(spec.inputs)}")
     inp = spec.inputs[0]
     mapping = _class_map(dataset, spec) if (with_labels and dataset.labelled) else None
-    tensors, truth = [], []
+    tensors, truth, paths = [], [], []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for item, image in dataset.images(limit=count):
             x, transform = prepare(image, inp, spec.preprocess)
             tensors.append(x)
+            paths.append(str(item.image_path))
             if mapping is not None:
                 labels = np.array([mapping[int(c)] for c in item.labels], np.int64)
                 truth.append(Detections(transform.to_network(item.boxes), np.ones(len(labels), np.float32), labels))
@@ -55,4 +56,4 @@ def prepare_inputs(dataset: Dataset, spec: ModelSpec, count: int, out: Path, wit
         raise UserError(f"{dataset.source}: no decodable images")
     np.savez(out, **{inp.name: np.stack(tensors)})
     return EvalSet(ground_truth=truth if mapping is not None else None, images=len(tensors),
-                   skipped=len(dataset.skipped))
+                   skipped=len(dataset.skipped), paths=paths)

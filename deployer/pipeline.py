@@ -28,6 +28,7 @@ from deployer.backends import builder_for
 from deployer.errors import StageError, UserError
 from deployer.inputs import load_dataset, prepare_inputs
 from deployer.parity.compare import EvalSet, compare
+from deployer.parity.verdict import ORDER
 from deployer.report.manifest import load_manifest, merge_manifest, write_manifest
 from deployer.spec import ArtifactPlan, ModelSpec, TargetProfile
 from deployer.worker import run_stage
@@ -72,6 +73,18 @@ def sha256_of(path: str | Path) -> str:
         with open(f, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
+    return h.hexdigest()
+
+
+def artifact_sha256(root: Path, files: list[str]) -> str:
+    """One file's own sha256; for a multi-file artifact (IR .xml + .bin, TF.js shards), the
+    sha256 of the files' names and contents in order, so a change to any of them shows."""
+    if len(files) == 1:
+        return sha256_of(root / files[0])
+    h = hashlib.sha256()
+    for f in sorted(files):
+        h.update(Path(f).name.encode())
+        h.update(sha256_of(root / f).encode())
     return h.hexdigest()
 
 
@@ -152,17 +165,35 @@ def _expected_shapes(prep: Prepared) -> dict:
 
 def verify_artifact(prep: Prepared, spec: ModelSpec, plan: ArtifactPlan, artifact: Path, opts: BuildOptions,
                     tag: str) -> tuple[dict, float]:
-    """Run one artifact in its runtime over the evaluation inputs and judge parity."""
-    outputs = prep.work / f"outputs.{tag}.npz"
-    options = {**plan.options.get("runtime", {}), "expected_outputs": _expected_shapes(prep)}
-    run = run_stage("deployer.runtimes.run:run_inputs",
-                    {"runtime": plan.runtime, "artifact": str(artifact), "spec": spec.to_dict(),
-                     "inputs": str(prep.eval_inputs), "outputs": str(outputs), "options": options},
-                    workdir=prep.work / "logs", name=f"verify-{tag}", timeout=opts.timeout, env=opts.worker_env)
-    got = dict(np.load(outputs))
-    parity = compare(prep.reference, got, spec, prep.evalset, plan.thresholds, plan.warn_only,
-                     plan.runtime, run.value["settings"])
-    return parity, run.seconds
+    """Run one artifact in each of its runtimes over the evaluation inputs and judge parity.
+
+    With several runtimes (web artifacts: Node and Chromium) every run is kept in `runs`
+    and the top level holds the worst of them (DESIGN.md §4).
+    """
+    runs, seconds = [], 0.0
+    for runtime in plan.runtimes:
+        outputs = prep.work / f"outputs.{tag}.{runtime}.npz"
+        options = {**plan.options.get("runtime", {}), "expected_outputs": _expected_shapes(prep)}
+        try:
+            run = run_stage("deployer.runtimes.run:run_inputs",
+                            {"runtime": runtime, "artifact": str(artifact), "spec": spec.to_dict(),
+                             "inputs": str(prep.eval_inputs), "outputs": str(outputs), "options": options},
+                            workdir=prep.work / "logs", name=f"verify-{tag}-{runtime}", timeout=opts.timeout,
+                            env=opts.worker_env)
+        except (StageError, UserError) as exc:
+            runs.append({"runtime": runtime, "verdict": "fail", "reasons": [f"verification failed: {exc}"]})
+            continue
+        seconds += run.seconds
+        runs.append(compare(prep.reference, dict(np.load(outputs)), spec, prep.evalset, plan.thresholds,
+                            plan.warn_only, runtime, run.value["settings"]))
+    if len(runs) == 1:
+        return runs[0], seconds
+    worst_run = min(runs, key=lambda r: (ORDER.index(r["verdict"]), _worst_cosine(r)))
+    return {**worst_run, "runs": runs}, seconds
+
+
+def _worst_cosine(parity: dict) -> float:
+    return min((o["cosine"] for o in parity.get("outputs", {}).values()), default=-1.0)
 
 
 FALLBACK_BACKENDS = ("onnx", "openvino")  # those whose quantizer can keep named layers in float
@@ -185,7 +216,7 @@ def _build_and_verify(prep: Prepared, spec: ModelSpec, target: str, plan: Artifa
     info = built.value
     primary = staging / info["path"]
     entry = {"path": f"{target}/{info['path']}", "files": [f"{target}/{f}" for f in info["files"]],
-             "format": info["format"], "sha256": sha256_of(primary),
+             "format": info["format"], "sha256": artifact_sha256(staging, info["files"]),
              "size_bytes": sum((staging / f).stat().st_size for f in info["files"]),
              "status": "built", "notes": info.get("notes", []),
              "build_seconds": {"build": round(built.seconds, 2)}}
@@ -296,11 +327,43 @@ def _replace_dir(staging: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+PAGE_SAMPLES = 3
+
+
+def check_demo_page(prep: Prepared, spec: ModelSpec, target: str, entries: list[dict], staging: Path,
+                    opts: BuildOptions) -> dict:
+    """Write the web demo page, run it in headless Chromium on sample images and compare the
+    boxes it draws with the reference model's; the screenshot stays in the target folder."""
+    from deployer.parity.page import compare_page, reference_detections
+    from deployer.report.web_page import write_page
+
+    samples = [Path(p) for p in prep.evalset.paths[:PAGE_SAMPLES]]
+    try:
+        urls = write_page(staging, spec, entries, samples)
+        if not urls:
+            return {"verdict": "unverified", "reasons": ["no web artifact to show on the page"]}
+        result = run_stage("deployer.runtimes.js:check_page",
+                           {"page_dir": str(staging), "screenshot": str(staging / "demo.png")},
+                           workdir=prep.work / "logs", name=f"page-{target}", timeout=opts.timeout,
+                           env=opts.worker_env).value
+    except (StageError, UserError) as exc:
+        return {"verdict": "fail", "reasons": [f"demo page: {exc}"]}
+    reference = reference_detections(prep.reference, spec, [str(p) for p in samples])
+    page = compare_page(result["results"], reference, dict(zip(urls, map(str, samples))))
+    page.update({"screenshot": f"{target}/demo.png", "browser": result["browser"], "page_errors": result["errors"],
+                 "samples": urls})
+    return page
+
+
 def build_target(prep: Prepared, spec: ModelSpec, profile: TargetProfile, opts: BuildOptions) -> tuple[list, dict]:
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{profile.name}-", dir=prep.model_dir))
     try:
         entries = [build_artifact(prep, spec, profile.name, plan, staging, opts) for plan in profile.artifacts]
         ok = all(e["status"] == "built" and e["parity"]["verdict"] != "fail" for e in entries)
+        page = None
+        if profile.page and spec.head.type == "boxes_scores":
+            page = check_demo_page(prep, spec, profile.name, entries, staging, opts)
+            ok = ok and page["verdict"] != "fail"
         (staging / "deployer.json").write_text(json.dumps({
             "model": spec.name, "labels": spec.labels, "inputs": spec.to_dict()["inputs"],
             "preprocess": spec.to_dict()["preprocess"], "head": spec.to_dict()["head"],
@@ -316,6 +379,8 @@ def build_target(prep: Prepared, spec: ModelSpec, profile: TargetProfile, opts: 
         _replace_dir(staging, final)
         status = {"status": "built" if ok else "failed", "profile": profile.path,
                   "kept_previous_build": (not ok) and (prep.model_dir / profile.name).is_dir()}
+        if page is not None:
+            status["page"] = page
         return entries, status
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -386,7 +451,9 @@ def verify(model_dir: Path, manifest: dict, opts: BuildOptions) -> dict:
     for entry, plan in built_artifacts(model_dir, manifest):
         artifact = model_dir / entry["path"]
         tag = f"{entry['target']}-{plan.key}"
-        if not artifact.is_file() or sha256_of(artifact) != entry["sha256"]:
+        files = [str(Path(f).relative_to(entry["target"])) for f in entry["files"]]
+        if not all((model_dir / f).is_file() for f in entry["files"]) \
+                or artifact_sha256(model_dir / entry["target"], files) != entry["sha256"]:
             entry["parity"] = {"runtime": plan.runtime, "verdict": "fail",
                                "reasons": [f"{artifact}: missing or changed since it was built (sha256 differs)"]}
             continue

@@ -294,11 +294,16 @@ def load_model_spec(path: str | Path) -> ModelSpec:
 class ArtifactPlan:
     backend: str
     precision: str
-    runtime: str = ""
+    runtimes: list[str] = field(default_factory=list)   # every runtime the artifact is verified in
     options: dict = field(default_factory=dict)
     thresholds: dict = field(default_factory=dict)
     warn_only: bool = False
     variant: str = ""              # tells apart two artifacts of one backend and precision
+
+    @property
+    def runtime(self) -> str:
+        """The primary runtime (benchmarks, per-layer analysis)."""
+        return self.runtimes[0]
 
     @property
     def key(self) -> str:
@@ -315,9 +320,11 @@ class TargetProfile:
     description: str
     artifacts: list[ArtifactPlan]
     path: str = ""
+    page: bool = False             # write and check the web demo page
 
 
-DEFAULT_RUNTIME = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "litert"}
+DEFAULT_RUNTIMES = {"onnx": ["onnxruntime"], "openvino": ["openvino"], "tflite": ["litert"],
+                    "tfjs": ["tfjs-node", "tfjs-chromium"]}
 
 
 def _thresholds(reader: _Reader) -> dict:
@@ -329,7 +336,7 @@ def load_target_profile(path: str | Path) -> TargetProfile:
     path = Path(path)
     raw = _read_toml(path, "target profile")
     top = _Reader(path, raw)
-    top.reject_unknown({"name", "description", "artifacts", "thresholds"})
+    top.reject_unknown({"name", "description", "artifacts", "thresholds", "page"})
     name = top.get("name", str, "the platform name", path.stem)
     shared = {}
     thr = top.get("thresholds", dict, "a table of precision -> thresholds", {})
@@ -350,13 +357,14 @@ def load_target_profile(path: str | Path) -> TargetProfile:
         if backend not in BACKENDS and ":" not in backend:
             raise r.fail("backend", f"one of {', '.join(BACKENDS)} or 'package.module:object'", backend)
         precision = r.get("precision", str, "a precision", choices=PRECISIONS)
-        runtime = r.get("runtime", str, "a runtime name", DEFAULT_RUNTIME.get(backend, ""))
-        if not runtime:
-            raise r.fail("runtime", "a runtime to verify a custom backend with", "")
+        runtime = r.get("runtime", (str, list), "a runtime name or a list of them", DEFAULT_RUNTIMES.get(backend, []))
+        runtimes = [runtime] if isinstance(runtime, str) else list(runtime)
+        if not runtimes or not all(isinstance(x, str) and x for x in runtimes):
+            raise r.fail("runtime", "a runtime (or list of runtimes) to verify the artifact with", runtime)
         thresholds = {**DEFAULT_THRESHOLDS.get(precision, {}), **shared.get(precision, {})}
         if "thresholds" in item:
             thresholds.update(_thresholds(r.sub("thresholds")))
-        plan = ArtifactPlan(backend=backend, precision=precision, runtime=runtime,
+        plan = ArtifactPlan(backend=backend, precision=precision, runtimes=runtimes,
                             options=r.get("options", dict, "a table of backend options", {}),
                             thresholds=thresholds,
                             warn_only=r.get("warn_only", bool, "true or false", False),
@@ -368,7 +376,7 @@ def load_target_profile(path: str | Path) -> TargetProfile:
                          f"({plan.key} appears twice)")
         plans.append(plan)
     return TargetProfile(name=name, description=top.get("description", str, "a string", ""),
-                         artifacts=plans, path=str(path.resolve()))
+                         artifacts=plans, path=str(path.resolve()), page=top.get("page", bool, "true or false", False))
 
 
 def find_target(name_or_path: str, targets_dir: Path) -> Path:

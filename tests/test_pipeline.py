@@ -38,18 +38,22 @@ def test_three_targets_build_and_pass(built):
     spec, dist, result = built
     assert result.returncode == 0, result.stdout + result.stderr
     manifest = _manifest(dist)
-    by_backend = {a["backend"]: a for a in manifest["artifacts"]}
+    by_backend = {a["backend"]: a for a in manifest["artifacts"] if a["precision"] == "fp32"}
     assert set(by_backend) == {"onnx", "tflite", "openvino"}
     for entry in manifest["artifacts"]:
         assert entry["status"] == "built"
         assert (dist / "tiny" / entry["path"]).is_file()
         assert len(entry["sha256"]) == 64 and entry["size_bytes"] > 1000
         parity = entry["parity"]
-        assert parity["verdict"] == "pass", parity
         assert parity["images"] == 8
+        if entry["precision"] == "int8":
+            # The untrained tiny model detects nothing: agreement cannot be checked.
+            assert parity["verdict"] == "unverified", parity
+            continue
+        assert parity["verdict"] == "pass", parity
         for name in ("boxes", "scores"):
-            assert parity["outputs"][name]["cosine"] >= 0.99999
-            assert parity["outputs"][name]["snr_db"] > 40
+            assert parity["outputs"][name]["cosine"] >= (0.99999 if entry["precision"] == "fp32" else 0.9995)
+            assert parity["outputs"][name]["snr_db"] > (80 if entry["precision"] == "fp32" else 40)
     assert by_backend["openvino"]["parity"]["settings"]["precision_hint"] == "f32"
     assert by_backend["tflite"]["parity"]["runtime"] == "litert"
     assert manifest["onnx"]["exporter"] in ("dynamo", "torchscript")

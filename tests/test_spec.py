@@ -67,7 +67,8 @@ def test_bundled_profiles_load_with_default_thresholds():
         profile = load_target_profile(find_target(name, ROOT / "targets"))
         assert profile.artifacts
         for plan in profile.artifacts:
-            assert plan.thresholds["min_cosine"] == DEFAULT_THRESHOLDS[plan.precision]["min_cosine"]
+            for key, value in DEFAULT_THRESHOLDS[plan.precision].items():
+                assert key in plan.thresholds and (plan.thresholds[key] == value or key == "max_map50_drop")
 
 
 def test_profile_errors_name_field(tmp_path):

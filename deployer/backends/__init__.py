@@ -16,6 +16,7 @@ BUILDERS = {
     "onnx": "deployer.backends.onnx:build",
     "openvino": "deployer.backends.openvino:build",
     "tflite": "deployer.backends.tflite:build",
+    "tfjs": "deployer.backends.tfjs:build",
 }
 
 # Which precisions each backend builds today.
@@ -23,6 +24,7 @@ PRECISIONS = {
     "onnx": ("fp32", "fp16", "int8"),
     "openvino": ("fp32", "fp16", "int8"),
     "tflite": ("fp32", "fp16", "dynamic", "int8"),
+    "tfjs": ("fp32", "fp16", "dynamic"),
 }
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,6 +21,7 @@ class EvalSet:
     ground_truth: list[Detections] | None
     images: int
     skipped: int = 0
+    paths: list[str] = field(default_factory=list)  # the image behind each input, in order
     reference_labelled: dict | None = None  # the reference's labelled mAP, computed once
 
 
@@ -48,7 +50,8 @@ def detection_metrics(reference: dict, outputs: dict, spec: ModelSpec, evalset: 
         ref_labelled = evalset.reference_labelled
         result.update({"map50": labelled["map50"], "map50_95": labelled["map50_95"],
                        "reference_map50": ref_labelled["map50"], "reference_map50_95": ref_labelled["map50_95"]})
-    return result
+    # JSON has no NaN: an undefined figure (no ground truth to score against) is null.
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in result.items()}
 
 
 def compare(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray], spec: ModelSpec,

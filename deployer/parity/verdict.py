@@ -16,14 +16,17 @@ CHECKS = {
 
 
 def judge(parity: dict, thresholds: dict, warn_only: bool = False) -> tuple[str, list[str]]:
-    """Return (verdict, reasons): pass, fail, or warn when the profile tolerates failure."""
-    reasons = []
+    """Return (verdict, reasons): pass, fail, warn when the profile tolerates failure, or
+    unverified when none of the thresholds could be checked (e.g. no reference detections)."""
+    reasons, checked = [], 0
+    det = parity.get("detection") or {}
     for key, limit in thresholds.items():
         where, figure, higher = CHECKS[key]
         if where == "outputs":
             values = {name: m[figure] for name, m in parity.get("outputs", {}).items()}
         else:
-            det = parity.get("detection") or {}
+            if figure.startswith("agreement") and det.get("reference_detections") == 0:
+                continue  # the reference found nothing to agree with: not checkable here
             if key == "max_map50_drop" and det.get("map50") is not None and det.get("reference_map50") is not None:
                 # A drop in points (0..100) of labelled mAP@0.5.
                 values = {"labelled": 100.0 * (det["reference_map50"] - det["map50"])}
@@ -31,12 +34,16 @@ def judge(parity: dict, thresholds: dict, warn_only: bool = False) -> tuple[str,
                 values = {"detection": det[figure]}
             else:
                 continue  # no detection head or no labels: this threshold does not apply
+        checked += len(values)
         for name, value in values.items():
             bad = (value is None or (isinstance(value, float) and math.isnan(value))
                    or (value < limit if higher else value > limit))
             if bad:
                 sign = ">=" if higher else "<="
                 reasons.append(f"{name}: {figure} {_fmt(value)} (needs {sign} {limit:g})")
+    if not reasons and not checked:
+        return "unverified", ["no threshold could be checked (no reference detections above the head's "
+                              "score threshold on the evaluation images, and no tensor threshold)"]
     if not reasons:
         return "pass", []
     return ("warn" if warn_only else "fail"), reasons
@@ -46,6 +53,5 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.6g}"
 
 
-def worst(verdicts: list[str]) -> str:
-    order = ["fail", "unverified", "warn", "pass"]
-    return min(verdicts, key=order.index) if verdicts else "unverified"
+ORDER = ("fail", "unverified", "warn", "pass")  # worst first
+

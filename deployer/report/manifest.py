@@ -56,7 +56,7 @@ def merge_manifest(old: dict | None, new: dict, results: dict[str, tuple[list, d
 def write_manifest(model_dir: Path, manifest: dict) -> Path:
     path = model_dir / MANIFEST
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False, default=_json_default) + "\n")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False, default=_json_default, allow_nan=False) + "\n")
     os.replace(tmp, path)
     return path
 

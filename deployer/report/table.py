@@ -28,7 +28,7 @@ def parity_table(manifest: dict, targets: list[str] | None = None) -> Table:
                 "agree mAP50", "agree mAP50-95", "mAP50 (ref)", "mAP50-95 (ref)", "verdict"):
         table.add_column(col, justify="right" if col not in ("target", "backend", "runtime", "verdict") else "left")
     for entry in manifest["artifacts"]:
-        if targets and entry["target"] not in targets:
+        if (targets and entry["target"] not in targets) or entry.get("superseded_by_failed_build"):
             continue
         if entry["status"] != "built":
             table.add_row(entry["target"], entry["backend"], _label(entry), "-", "-", "-", "-", "-", "-", "-", "-", "-",
@@ -62,12 +62,22 @@ def failure_notes(manifest: dict, targets: list[str] | None = None) -> list[str]
         for run in parity_rows(entry):
             for reason in run.get("reasons", []):
                 notes.append(f"{label} [{run.get('runtime', '?')}]: {reason}")
+    for name, status in manifest.get("targets", {}).items():
+        if not targets or name in targets:
+            notes += (status.get("page") or {}).get("reasons", []) if (status.get("page") or {}).get("verdict") == "fail" else []
     return notes
 
 
 def print_report(manifest: dict, targets: list[str] | None = None, console: Console | None = None) -> None:
     console = console or Console()
     console.print(parity_table(manifest, targets))
+    for name, status in manifest.get("targets", {}).items():
+        page = status.get("page")
+        if page and (not targets or name in targets):
+            rates = ", ".join(f"{m}: {v['matched']}/{v['reference']} boxes match, {v['ms_median']:.1f} ms"
+                              for m, v in page.get("models", {}).items())
+            console.print(f"{name} demo page in Chromium: {page['verdict']}" + (f" ({rates})" if rates else "")
+                          + (f"; screenshot {page['screenshot']}" if page.get("screenshot") else ""))
     for note in failure_notes(manifest, targets):
         console.print(f"[red]x[/] {note}", highlight=False)
 

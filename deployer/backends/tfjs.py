@@ -1,0 +1,52 @@
+"""TF.js backend: a graph model (model.json + sharded weights) from the SavedModel onnx2tf
+writes, with the model's labels, inputs, preprocessing and head in `userDefinedMetadata`.
+
+Precisions are TF.js weight quantizations: fp32 (none), fp16 (float16 weights) and
+dynamic (uint8 affine weights, dequantized to float32 on load: the compute stays float).
+tensorflowjs 4.22 cannot be installed with its dependencies (DESIGN.md §5): it is
+installed without them, and the two modules it imports but this converter never uses are
+stubbed before the import.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import types
+from pathlib import Path
+
+from deployer.backends.tflite import convert
+from deployer.spec import ModelSpec
+
+QUANTIZATION = {"fp32": None, "fp16": {"float16": "*"}, "dynamic": {"uint8": "*"}}
+SHARD_BYTES = 1024 * 1024
+
+
+def _converter():
+    for name in ("tensorflow_decision_forests", "tensorflow_hub"):
+        sys.modules.setdefault(name, types.ModuleType(name))
+    from tensorflowjs.converters import tf_saved_model_conversion_v2
+
+    return tf_saved_model_conversion_v2
+
+
+def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: str, stem: str,
+          calibration: str) -> dict:
+    model_spec = ModelSpec.from_dict(spec)
+    folder = Path(out_dir) / stem
+    folder.mkdir()
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        saved_model = convert(onnx_path, model_spec, calibration, Path(tmp))
+        _converter().convert_tf_saved_model(
+            str(saved_model), str(folder), signature_def="serving_default", saved_model_tags="serve",
+            quantization_dtype_map=QUANTIZATION[precision], weight_shard_size_bytes=SHARD_BYTES,
+            metadata={"deployer": {"model": model_spec.name, "labels": spec["labels"], "inputs": spec["inputs"],
+                                   "outputs": spec["outputs"], "preprocess": spec["preprocess"],
+                                   "head": spec["head"], "precision": precision}})
+    files = sorted(f"{stem}/{p.name}" for p in folder.iterdir())
+    shards = sum(1 for f in files if f.endswith(".bin"))
+    notes = [f"TF.js graph model, {shards} weight shard(s) of at most {SHARD_BYTES // 1024} KiB"]
+    if precision != "fp32":
+        notes.append(f"weights stored as {next(iter(QUANTIZATION[precision]))}, computed in float32")
+    return {"path": f"{stem}/model.json", "files": files, "format": "tfjs-graph-model", "notes": notes}

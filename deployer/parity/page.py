@@ -1,0 +1,64 @@
+"""Does the web demo page draw what the source model detects? Page detections (image
+coordinates, from Chromium) against the reference model's detections on the same images."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from deployer.datasets.preprocess import resize
+from deployer.parity.compare import decode_all
+from deployer.parity.detection import box_iou
+from deployer.spec import ModelSpec
+
+MIN_IOU = 0.5
+MIN_RATE = 0.8  # the browser resizes with its own filter: allow a few borderline boxes to differ
+
+
+def reference_detections(reference: dict, spec: ModelSpec, image_paths: list[str]) -> dict[str, list[dict]]:
+    """The reference's deployed detections (head thresholds) for the first images, in image pixels."""
+    n = len(image_paths)
+    dets = decode_all({k: v[:n] for k, v in reference.items()}, spec, spec.head.score_threshold)
+    inp = spec.inputs[0]
+    out = {}
+    for path, d in zip(image_paths, dets):
+        with Image.open(path) as im:
+            _, transform = resize(im, inp.width, inp.height, spec.preprocess.resize, spec.preprocess.pad_value)
+        boxes = transform.to_image(d.boxes)
+        out[path] = [{"box": b.tolist(), "label": int(l), "score": float(s)} for b, l, s in zip(boxes, d.labels, d.scores)]
+    return out
+
+
+def _match(page: list[dict], ref: list[dict]) -> int:
+    if not page or not ref:
+        return 0
+    ious = box_iou(np.array([d["box"] for d in page]), np.array([d["box"] for d in ref]))
+    same = np.array([[p["label"] == r["label"] for r in ref] for p in page])
+    ious = np.where(same, ious, 0.0)
+    matched, used = 0, set()
+    for i in np.argsort(-ious.max(1)):
+        j = int(np.argmax(np.where([k in used for k in range(len(ref))], -1, ious[i])))
+        if ious[i, j] >= MIN_IOU and j not in used:
+            used.add(j)
+            matched += 1
+    return matched
+
+
+def compare_page(results: list[dict], reference: dict[str, list[dict]], sample_to_path: dict[str, str]) -> dict:
+    models: dict[str, dict] = {}
+    for r in results:
+        ref = reference[sample_to_path[r["sample"]]]
+        m = models.setdefault(r["model"], {"page": 0, "reference": 0, "matched": 0, "ms": []})
+        m["page"] += len(r["detections"])
+        m["reference"] += len(ref)
+        m["matched"] += _match(r["detections"], ref)
+        m["ms"].append(r["ms"])
+    reasons = []
+    for name, m in models.items():
+        m["recall"] = m["matched"] / m["reference"] if m["reference"] else 1.0
+        m["precision"] = m["matched"] / m["page"] if m["page"] else (1.0 if not m["reference"] else 0.0)
+        m["ms_median"] = float(np.median(m.pop("ms")))
+        if m["recall"] < MIN_RATE or m["precision"] < MIN_RATE:
+            reasons.append(f"demo page, {name}: drew {m['page']} boxes, reference has {m['reference']}, "
+                           f"{m['matched']} match (IoU >= {MIN_IOU}, same label)")
+    return {"models": models, "verdict": "fail" if reasons else "pass", "reasons": reasons}

@@ -1,0 +1,67 @@
+"""The static web demo page written next to every web build (dist/<model>/web/).
+
+It needs no bundler: index.html, app.mjs and engine.mjs (the same module the Chromium
+parity run uses), the runtimes vendored under vendor/, a few sample images and
+models.json describing each artifact. Serve the folder with any static server
+(e.g. `python -m http.server -d dist/shapes/web`) and open it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from deployer.errors import StageError
+from deployer.spec import ModelSpec
+
+JS_DIR = Path(__file__).resolve().parent.parent / "runtimes" / "js"
+VENDOR = {
+    "vendor/ort": (JS_DIR / "node_modules/onnxruntime-web/dist",
+                   ["ort.wasm.min.js", "ort-wasm-simd-threaded.wasm", "ort-wasm-simd-threaded.mjs"]),
+    "vendor/tf": (JS_DIR / "node_modules/@tensorflow/tfjs/dist", ["tf.min.js"]),
+}
+ENGINES = {"onnx": "ort", "tfjs": "tfjs"}
+
+
+def _model_entry(entry: dict, spec: ModelSpec, staging: Path) -> dict | None:
+    engine = ENGINES.get(entry["backend"])
+    if engine is None or entry["status"] != "built":
+        return None
+    inp = spec.inputs[0]
+    url = str(Path(entry["path"]).relative_to(entry["target"]))
+    shape, layout = list(inp.shape), inp.layout
+    if engine == "tfjs":
+        sig = json.loads((staging / url).read_text()).get("signature", {}).get("inputs", {})
+        dims = [int(d["size"]) for d in next(iter(sig.values()))["tensorShape"]["dim"]] if sig else shape
+        if dims != shape:  # onnx2tf made it NHWC
+            shape, layout = dims, "NHWC"
+    name = f"{entry['backend']} {entry['precision']}" + (f" {entry['variant']}" if entry.get("variant") else "")
+    return {"name": name, "engine": engine, "url": url, "input_shape": shape, "layout": layout,
+            "width": inp.width, "height": inp.height}
+
+
+def write_page(staging: Path, spec: ModelSpec, entries: list[dict], samples: list[Path]) -> list[str]:
+    """Write the page into a web target's staging folder; returns the sample image paths it uses."""
+    models = [m for m in (_model_entry(e, spec, staging) for e in entries) if m]
+    if not models:
+        return []
+    for sub, (src, names) in VENDOR.items():
+        if not src.is_dir():
+            raise StageError(f"{src} is missing: run 'make setup' (npm ci in {JS_DIR}) to vendor the web runtimes")
+        (staging / sub).mkdir(parents=True, exist_ok=True)
+        for n in names:
+            shutil.copyfile(src / n, staging / sub / n)
+    for f in ("index.html", "app.mjs"):
+        shutil.copyfile(JS_DIR / "page" / f, staging / f)
+    shutil.copyfile(JS_DIR / "engine.mjs", staging / "engine.mjs")
+    (staging / "samples").mkdir(exist_ok=True)
+    sample_urls = []
+    for s in samples:
+        shutil.copyfile(s, staging / "samples" / s.name)
+        sample_urls.append(f"samples/{s.name}")
+    d = spec.to_dict()
+    (staging / "models.json").write_text(json.dumps({
+        "model": spec.name, "labels": spec.labels, "preprocess": d["preprocess"], "head": d["head"],
+        "samples": sample_urls, "models": models}, indent=2))
+    return sample_urls

@@ -1,0 +1,80 @@
+// Load and run a deployer web artifact with ONNX Runtime Web or TF.js.
+// Shared by the Node runner (run.mjs) and the demo page (the browser), so the browser
+// parity run executes the very code the page uses. `lib` is the `ort` or `tf` namespace.
+
+export async function loadModel(engine, lib, source) {
+  if (engine === "ort") {
+    // source: URL or Uint8Array of the .onnx / .ort file
+    const session = await lib.InferenceSession.create(source, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+    return { engine, session, inputNames: session.inputNames, outputNames: session.outputNames };
+  }
+  if (engine === "tfjs") {
+    // source: URL of model.json, or an tf.io IOHandler
+    const model = await lib.loadGraphModel(source);
+    const signature = model.signature || {};
+    const outputs = signature.outputs ? Object.entries(signature.outputs) : model.outputs.map(o => [o.name, o]);
+    const inputs = signature.inputs ? Object.entries(signature.inputs) : model.inputs.map(i => [i.name, i]);
+    return {
+      engine, model, lib,
+      inputNames: inputs.map(([key]) => key),
+      inputNodes: inputs.map(([, info]) => info.name),
+      inputShapes: inputs.map(([, info]) => (info.tensorShape ? info.tensorShape.dim.map(d => Number(d.size)) : info.shape)),
+      outputNames: outputs.map(([key]) => key),
+      outputNodes: outputs.map(([, info]) => info.name),
+    };
+  }
+  throw new Error(`unknown engine ${engine}`);
+}
+
+// inputs: {name: {data: Float32Array, shape: number[]}} -> {name: {data, shape}}
+export async function runModel(handle, lib, inputs) {
+  if (handle.engine === "ort") {
+    const feeds = {};
+    for (const [name, t] of Object.entries(inputs)) feeds[name] = new lib.Tensor("float32", t.data, t.shape);
+    const results = await handle.session.run(feeds);
+    const out = {};
+    for (const name of handle.outputNames) out[name] = { data: results[name].data, shape: results[name].dims.slice() };
+    return out;
+  }
+  const feed = {};
+  handle.inputNames.forEach((name, k) => {
+    const t = inputs[name];
+    feed[handle.inputNodes[k]] = lib.tensor(t.data, t.shape, "float32");
+  });
+  const tensors = await handle.model.executeAsync(feed, handle.outputNodes);
+  const list = Array.isArray(tensors) ? tensors : [tensors];
+  const out = {};
+  for (let k = 0; k < list.length; k++) {
+    out[handle.outputNames[k]] = { data: await list[k].data(), shape: list[k].shape.slice() };
+    list[k].dispose();
+  }
+  Object.values(feed).forEach(t => t.dispose());
+  return out;
+}
+
+// Class-wise NMS over (N, 4) xyxy boxes and (N, C) scores, as deployer's parity decoder does.
+export function decodeBoxesScores(boxes, scores, numClasses, scoreThreshold, iouThreshold, maxDetections) {
+  const n = boxes.length / 4;
+  const cand = [];
+  for (let i = 0; i < n; i++) {
+    for (let c = 0; c < numClasses; c++) {
+      const s = scores[i * numClasses + c];
+      if (s >= scoreThreshold) cand.push({ i, c, s });
+    }
+  }
+  cand.sort((a, b) => b.s - a.s);
+  const kept = [];
+  const iou = (a, b) => {
+    const ax = boxes.subarray(a * 4, a * 4 + 4), bx = boxes.subarray(b * 4, b * 4 + 4);
+    const w = Math.max(0, Math.min(ax[2], bx[2]) - Math.max(ax[0], bx[0]));
+    const h = Math.max(0, Math.min(ax[3], bx[3]) - Math.max(ax[1], bx[1]));
+    const inter = w * h;
+    const union = (ax[2] - ax[0]) * (ax[3] - ax[1]) + (bx[2] - bx[0]) * (bx[3] - bx[1]) - inter;
+    return union > 0 ? inter / union : 0;
+  };
+  for (const d of cand) {
+    if (kept.length >= maxDetections) break;
+    if (kept.every(k => k.c !== d.c || iou(k.i, d.i) <= iouThreshold)) kept.push(d);
+  }
+  return kept.map(k => ({ box: Array.from(boxes.subarray(k.i * 4, k.i * 4 + 4)), label: k.c, score: k.s }));
+}
