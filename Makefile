@@ -7,16 +7,28 @@ MODEL  ?= examples/shapes/shapes.toml
 OUT    ?= dist
 DEPLOYER := $(PY) -m deployer.cli
 
-.PHONY: setup demo test web android embedded all bench example-model clean
+JS_DIR := deployer/runtimes/js
+
+.PHONY: setup demo test web android embedded all bench example-model chromium clean
 
 setup: $(STAMP)
 
 # The stamp makes setup idempotent: it reinstalls only when the pins or the package change.
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (the toolchain is pinned for Python 3.11)"; exit 2; }
+	@command -v npm >/dev/null || { echo "need Node.js 20 and npm for the web runtimes"; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[all,test]'
+	# tensorflowjs 4.22's declared dependencies cannot be installed together (DESIGN.md §5).
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt tensorflowjs jax jaxlib
+	cd $(JS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	command -v chromium >/dev/null || $(MAKE) chromium
 	touch $(STAMP)
+
+# The browser runs use Debian's chromium (playwright's own browser download does not work offline).
+chromium:
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	else echo "install Debian's chromium package: sudo apt-get install chromium"; exit 2; fi
 
 demo: setup
 	$(DEPLOYER) build $(MODEL) --target web --target android --target embedded --out $(OUT)

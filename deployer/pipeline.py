@@ -349,7 +349,7 @@ def check_demo_page(prep: Prepared, spec: ModelSpec, target: str, entries: list[
     except (StageError, UserError) as exc:
         return {"verdict": "fail", "reasons": [f"demo page: {exc}"]}
     reference = reference_detections(prep.reference, spec, [str(p) for p in samples])
-    page = compare_page(result["results"], reference, dict(zip(urls, map(str, samples))))
+    page = compare_page(result["results"], reference, dict(zip(urls, map(str, samples))), spec.head.score_threshold)
     page.update({"screenshot": f"{target}/demo.png", "browser": result["browser"], "page_errors": result["errors"],
                  "samples": urls})
     return page
