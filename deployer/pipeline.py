@@ -33,8 +33,9 @@ from deployer.report.manifest import load_manifest, merge_manifest, write_manife
 from deployer.spec import ArtifactPlan, ModelSpec, TargetProfile
 from deployer.worker import run_stage
 
-FRONTENDS = {"torch": "deployer.frontends.torch:lower", "onnx": "deployer.frontends.onnx:lower"}
-REFERENCE_RUNTIME = {"torch": "torch", "onnx": "onnxruntime"}
+FRONTENDS = {"torch": "deployer.frontends.torch:lower", "onnx": "deployer.frontends.onnx:lower",
+             "tensorflow": "deployer.frontends.tensorflow:lower"}
+REFERENCE_RUNTIME = {"torch": "torch", "onnx": "onnxruntime", "tensorflow": "tensorflow"}
 
 
 @dataclass

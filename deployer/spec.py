@@ -139,6 +139,7 @@ class Source:
     weights: str = ""              # absolute; optional state_dict for the factory
     python_path: list[str] = field(default_factory=list)  # folders to import the factory from
     opset: int = 17
+    imports: list[str] = field(default_factory=list)      # modules to import first (custom Keras layers)
 
 
 @dataclass
@@ -190,7 +191,7 @@ def load_model_spec(path: str | Path) -> ModelSpec:
         raise top.fail("labels", "a list of strings", labels)
 
     src = _Reader(path, top.get("source", dict, "a [source] table"), "source.")
-    src.reject_unknown({"kind", "path", "factory", "weights", "python_path", "opset"})
+    src.reject_unknown({"kind", "path", "factory", "weights", "python_path", "opset", "imports"})
     source = Source(
         kind=src.get("kind", str, "the source framework", choices=SOURCE_KINDS),
         path=_resolve(base, src.get("path", str, "a path to the model file", "")),
@@ -198,6 +199,7 @@ def load_model_spec(path: str | Path) -> ModelSpec:
         weights=_resolve(base, src.get("weights", str, "a path to a weights file", "")),
         python_path=[_resolve(base, p) for p in src.get("python_path", list, "a list of folders", [])],
         opset=src.get("opset", int, "an ONNX opset number", 17),
+        imports=src.get("imports", list, "a list of module names", []),
     )
     if bool(source.path) == bool(source.factory):
         raise UserError(f"{path}: [source] needs exactly one of 'path' (a model file) "

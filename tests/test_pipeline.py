@@ -39,7 +39,7 @@ def test_three_targets_build_and_pass(built):
     assert result.returncode == 0, result.stdout + result.stderr
     manifest = _manifest(dist)
     by_backend = {a["backend"]: a for a in manifest["artifacts"] if a["precision"] == "fp32"}
-    assert set(by_backend) == {"onnx", "tflite", "openvino"}
+    assert set(by_backend) == {"onnx", "tflite", "openvino", "tfjs"}
     for entry in manifest["artifacts"]:
         assert entry["status"] == "built"
         assert (dist / "tiny" / entry["path"]).is_file()
@@ -47,8 +47,10 @@ def test_three_targets_build_and_pass(built):
         parity = entry["parity"]
         assert parity["images"] == 8
         if entry["precision"] == "int8":
-            # The untrained tiny model detects nothing: agreement cannot be checked.
-            assert parity["verdict"] == "unverified", parity
+            # The untrained tiny model detects nothing: agreement cannot be checked, only
+            # the labelled mAP drop (of a near-zero mAP).
+            assert parity["verdict"] in ("pass", "unverified"), parity
+            assert parity["detection"]["agreement_map50"] is None
             continue
         assert parity["verdict"] == "pass", parity
         for name in ("boxes", "scores"):

@@ -44,6 +44,9 @@ def convert(onnx_path: str, spec: ModelSpec, calibration: str, workdir: Path, **
     # so the shared intermediate (and its hash) never changes under the other backends.
     private = workdir / Path(onnx_path).name
     shutil.copyfile(onnx_path, private)
+    nhwc = [i.name for i in spec.inputs if i.layout == "NHWC"]
+    if nhwc:  # already channels-last (a TensorFlow source): onnx2tf must not transpose it again
+        kwargs.setdefault("keep_nwc_or_nhwc_or_ndhwc_input_names", nhwc)
     log = io.StringIO()
     with contextlib.redirect_stdout(log):
         onnx2tf.convert(input_onnx_file_path=str(private), output_folder_path=str(out),

@@ -12,6 +12,7 @@ from deployer.spec import ModelSpec
 
 RUNNERS = {
     "torch": "deployer.frontends.torch:TorchRunner",
+    "tensorflow": "deployer.frontends.tensorflow:TensorFlowRunner",
     "onnxruntime": "deployer.runtimes.onnxruntime:OnnxRuntimeRunner",
     "openvino": "deployer.runtimes.openvino:OpenVINORunner",
     "litert": "deployer.runtimes.litert:LiteRTRunner",
@@ -32,7 +33,7 @@ def runner_class(runtime: str):
 
 def make_runner(runtime: str, artifact: str, spec: ModelSpec, options: dict):
     cls = runner_class(runtime)
-    if runtime == "torch":
+    if runtime in ("torch", "tensorflow"):  # the references load the source model from the spec
         return cls(spec)
     return cls(artifact, spec, options)
 

@@ -31,13 +31,15 @@ class Decode(layers.Layer):
     def __init__(self, image_size: int, **kwargs):
         super().__init__(**kwargs)
         self.image_size = image_size
+        # Kept as numpy: made into constants inside call(), so traced graphs embed them
+        # instead of capturing eager tensors (which exporters turn into extra inputs).
         points, strides = grid(image_size)
-        self.points = ops.convert_to_tensor(points[None])
-        self.strides = ops.convert_to_tensor(strides[None, :, None])
+        self.points, self.strides = points[None], strides[None, :, None]
 
     def call(self, dist, logits):
-        d = ops.softplus(dist) * self.strides
-        boxes = ops.concatenate([self.points - d[..., :2], self.points + d[..., 2:]], axis=-1)
+        points, strides = ops.convert_to_tensor(self.points), ops.convert_to_tensor(self.strides)
+        d = ops.softplus(dist) * strides
+        boxes = ops.concatenate([points - d[..., :2], points + d[..., 2:]], axis=-1)
         return boxes, ops.sigmoid(logits)
 
     def get_config(self):

@@ -1,0 +1,128 @@
+"""TensorFlow frontend: a SavedModel folder or a Keras .keras/.h5 file, lowered to ONNX with
+tf2onnx (opset from the spec, recorded), and run by TensorFlow itself as the reference.
+
+Runs in a worker process (imports TensorFlow).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from deployer.errors import UserError
+from deployer.spec import ModelSpec
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _import_custom(spec: ModelSpec) -> None:
+    """Custom Keras layers register themselves on import: import the spec's python modules."""
+    for folder in [*spec.source.python_path, str(Path(spec.path).parent)]:
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    for module in spec.source.imports:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise UserError(f"{spec.path}: field 'source.imports': cannot import '{module}' ({exc})") from None
+
+
+def load(spec: ModelSpec):
+    """A callable taking the spec's inputs (in order) and returning the outputs in spec order."""
+    import tensorflow as tf
+
+    _import_custom(spec)
+    path = Path(spec.source.path)
+    if path.is_dir():
+        try:
+            loaded = tf.saved_model.load(str(path))
+        except Exception as exc:  # noqa: BLE001 - TF raises many types for a bad folder
+            raise UserError(f"{path}: cannot load as a TensorFlow SavedModel: {str(exc).splitlines()[0]}") from None
+        fn = loaded.signatures.get("serving_default")
+        if fn is None:
+            raise UserError(f"{path}: the SavedModel has no 'serving_default' signature")
+        input_keys = list(fn.structured_input_signature[1])
+
+        def call(*xs, _keep=loaded):  # holding `loaded` keeps its variables alive
+            return fn(**dict(zip(input_keys, xs)))
+        return call, "saved_model"
+    if path.suffix not in (".keras", ".h5"):
+        raise UserError(f"{path}: expected a SavedModel folder, a .keras or a .h5 file")
+    import keras
+
+    try:
+        model = keras.saving.load_model(str(path), compile=False)
+    except Exception as exc:  # noqa: BLE001
+        raise UserError(f"{path}: cannot load the Keras model: {str(exc).splitlines()[0]} "
+                        "(custom layers: list their modules in source.imports)") from None
+    return (lambda *xs: model(*xs, training=False)), "keras"
+
+
+def _ordered(outputs, spec: ModelSpec) -> list:
+    """Model outputs (dict, list or tensor) in the spec's output order."""
+    if isinstance(outputs, dict):
+        missing = [n for n in spec.outputs if n not in outputs]
+        if missing:
+            raise UserError(f"{spec.path}: field 'outputs.names': the model's outputs are {sorted(outputs)}, "
+                            f"not {spec.outputs}")
+        return [outputs[n] for n in spec.outputs]
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def lower(spec: dict, out_path: str, source_sha256: str, toolchain: dict) -> dict:
+    """Worker stage: the source model as a checked, simplified ONNX file with metadata."""
+    import tensorflow as tf
+    import tf2onnx
+
+    from deployer.ir import onnx_ir
+
+    spec = ModelSpec.from_dict(spec)
+    call, form = load(spec)
+    signature = [tf.TensorSpec(i.shape, tf.float32, name=i.name) for i in spec.inputs]
+
+    @tf.function(input_signature=signature)
+    def forward(*xs):
+        return tuple(tf.identity(t, name=n) for t, n in zip(_ordered(call(*xs), spec), spec.outputs))
+
+    model_proto, _ = tf2onnx.convert.from_function(forward, input_signature=signature, opset=spec.source.opset)
+    # tf2onnx names outputs after the graph tensors: give them the spec's names.
+    rename = {o.name: n for o, n in zip(model_proto.graph.output, spec.outputs)}
+    for node in model_proto.graph.node:
+        node.output[:] = [rename.get(o, o) for o in node.output]
+        node.input[:] = [rename.get(i, i) for i in node.input]
+    for o in model_proto.graph.output:
+        o.name = rename[o.name]
+    for i, inp in zip(model_proto.graph.input, spec.inputs):
+        if i.name != inp.name:
+            old = i.name
+            i.name = inp.name
+            for node in model_proto.graph.node:
+                node.input[:] = [inp.name if x == old else x for x in node.input]
+    info = onnx_ir.finalize(model_proto, out_path, spec, {
+        "deployer.source_sha256": source_sha256, "deployer.source_kind": "tensorflow",
+        "deployer.source_form": form, "deployer.exporter": f"tf2onnx {tf2onnx.__version__}",
+        "deployer.toolchain": toolchain})
+    return {**info, "exporter": f"tf2onnx {tf2onnx.__version__} (opset {spec.source.opset})",
+            "exporter_note": "", "source_form": form}
+
+
+class TensorFlowRunner:
+    """The reference: the source model run by TensorFlow itself."""
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+
+    def __enter__(self):
+        self.call, _ = load(self.spec)
+        return self
+
+    def __exit__(self, *exc):
+        self.call = None
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outs = _ordered(self.call(*[feed[i.name] for i in self.spec.inputs]), self.spec)
+        return {name: np.asarray(t) for name, t in zip(self.spec.outputs, outs)}
