@@ -9,7 +9,7 @@ DEPLOYER := $(PY) -m deployer.cli
 
 JS_DIR := deployer/runtimes/js
 
-.PHONY: setup demo test web android embedded all bench example-model chromium clean
+.PHONY: setup demo test web android embedded ios all keras bench example-model chromium clean
 
 setup: $(STAMP)
 
@@ -31,7 +31,7 @@ chromium:
 	else echo "install Debian's chromium package: sudo apt-get install chromium"; exit 2; fi
 
 demo: setup
-	$(DEPLOYER) build $(MODEL) --target web --target android --target embedded --out $(OUT)
+	$(DEPLOYER) build $(MODEL) --target web --target android --target embedded --target ios --out $(OUT)
 
 test: setup
 	$(PY) -m pytest -q
@@ -45,8 +45,15 @@ android: setup
 embedded: setup
 	$(DEPLOYER) build $(MODEL) --target embedded --out $(OUT)
 
+ios: setup
+	$(DEPLOYER) build $(MODEL) --target ios --out $(OUT)
+
 all: setup
-	$(DEPLOYER) build $(MODEL) --target web --target android --target embedded --out $(OUT)
+	$(DEPLOYER) build $(MODEL) --target web --target android --target embedded --target ios --out $(OUT)
+
+# The Keras twin of the example, through the TensorFlow frontend, for every target.
+keras: setup
+	$(DEPLOYER) build examples/shapes/shapes_keras.toml --target web --target android --target embedded --target ios --out $(OUT)
 
 # Latency and size of every artifact of MODEL, with ratios to fp32 (builds first when needed).
 bench: setup

@@ -40,7 +40,7 @@ def cmd_build(args) -> int:
     from deployer.spec import find_target, load_model_spec, load_target_profile
 
     spec = load_model_spec(args.spec)
-    targets = args.target or ["web", "android", "embedded"]
+    targets = args.target or ["web", "android", "embedded", "ios"]
     profiles = [load_target_profile(find_target(t, _targets_dir())) for t in targets]
     names = [p.name for p in profiles]
     if len(set(names)) != len(names):
@@ -177,7 +177,7 @@ def make_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="compile a model spec for one or more targets")
     b.add_argument("spec", help="model spec (.toml)")
     b.add_argument("--target", action="append", help="target name in targets/ or a profile .toml (repeatable; "
-                   "default: web, android, embedded)")
+                   "default: web, android, embedded, ios)")
     b.add_argument("--calib", help="calibration dataset (COCO, VOC, YOLO or image folder)")
     b.add_argument("--eval", help="evaluation dataset (labelled: also gives labelled mAP)")
     b.add_argument("--out", default="dist", help="output folder (default: dist)")

@@ -185,6 +185,9 @@ def verify_artifact(prep: Prepared, spec: ModelSpec, plan: ArtifactPlan, artifac
             runs.append({"runtime": runtime, "verdict": "fail", "reasons": [f"verification failed: {exc}"]})
             continue
         seconds += run.seconds
+        if run.value.get("unverified"):
+            runs.append({"runtime": runtime, "verdict": "unverified", "reasons": [run.value["unverified"]]})
+            continue
         runs.append(compare(prep.reference, dict(np.load(outputs)), spec, prep.evalset, plan.thresholds,
                             plan.warn_only, runtime, run.value["settings"]))
     if len(runs) == 1:

@@ -326,7 +326,7 @@ class TargetProfile:
 
 
 DEFAULT_RUNTIMES = {"onnx": ["onnxruntime"], "openvino": ["openvino"], "tflite": ["litert"],
-                    "tfjs": ["tfjs-node", "tfjs-chromium"]}
+                    "tfjs": ["tfjs-node", "tfjs-chromium"], "coreml": ["coreml"]}
 
 
 def _thresholds(reader: _Reader) -> dict:

@@ -17,6 +17,7 @@ BUILDERS = {
     "openvino": "deployer.backends.openvino:build",
     "tflite": "deployer.backends.tflite:build",
     "tfjs": "deployer.backends.tfjs:build",
+    "coreml": "deployer.backends.coreml:build",
 }
 
 # Which precisions each backend builds today.
@@ -25,6 +26,7 @@ PRECISIONS = {
     "openvino": ("fp32", "fp16", "int8"),
     "tflite": ("fp32", "fp16", "dynamic", "int8"),
     "tfjs": ("fp32", "fp16", "dynamic"),
+    "coreml": ("fp16", "int8"),
 }
 
 

@@ -29,6 +29,35 @@ ONNX2TF_FILES = {"fp32": "_float32.tflite", "fp16": "_float16.tflite", "dynamic"
 INT8_FILES = {"int8": "_full_integer_quant.tflite", "float": "_integer_quant.tflite"}
 
 
+def _tile_as_concat(src: str, dst: Path) -> None:
+    """Copy an ONNX file, rewriting Tile ops that repeat one axis by a constant into Concat.
+
+    onnx2tf 1.29 mis-converts 5-D Tile (tf2onnx writes Keras' nearest upsampling as
+    Unsqueeze -> Tile -> Reshape): "Shape must be rank 5 but is rank 1". Concatenating
+    the copies along that axis is the same computation and converts cleanly.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(src)
+    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    nodes = []
+    for node in model.graph.node:
+        reps = consts.get(node.input[1]) if node.op_type == "Tile" and len(node.input) > 1 else None
+        if reps is not None and int((reps != 1).sum()) == 1:
+            axis = int(np.flatnonzero(reps != 1)[0])
+            nodes.append(helper.make_node("Concat", [node.input[0]] * int(reps[axis]), list(node.output),
+                                          name=f"{node.name or node.output[0]}_as_concat", axis=axis))
+        else:
+            nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    onnx.save(model, str(dst))
+
+
 def convert(onnx_path: str, spec: ModelSpec, calibration: str, workdir: Path, **kwargs) -> Path:
     """Run onnx2tf in-process, offline; returns the folder it wrote."""
     import onnx2tf
@@ -43,7 +72,7 @@ def convert(onnx_path: str, spec: ModelSpec, calibration: str, workdir: Path, **
     # onnx2tf writes its onnxsim result back over its input file: give it a private copy
     # so the shared intermediate (and its hash) never changes under the other backends.
     private = workdir / Path(onnx_path).name
-    shutil.copyfile(onnx_path, private)
+    _tile_as_concat(onnx_path, private)
     nhwc = [i.name for i in spec.inputs if i.layout == "NHWC"]
     if nhwc:  # already channels-last (a TensorFlow source): onnx2tf must not transpose it again
         kwargs.setdefault("keep_nwc_or_nhwc_or_ndhwc_input_names", nhwc)

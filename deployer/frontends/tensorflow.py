@@ -73,14 +73,11 @@ def _ordered(outputs, spec: ModelSpec) -> list:
     return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
 
-def lower(spec: dict, out_path: str, source_sha256: str, toolchain: dict) -> dict:
-    """Worker stage: the source model as a checked, simplified ONNX file with metadata."""
+def traced(spec: ModelSpec):
+    """(tf.function with a fixed input signature whose outputs are named as in the spec,
+    the signature, the source form)."""
     import tensorflow as tf
-    import tf2onnx
 
-    from deployer.ir import onnx_ir
-
-    spec = ModelSpec.from_dict(spec)
     call, form = load(spec)
     signature = [tf.TensorSpec(i.shape, tf.float32, name=i.name) for i in spec.inputs]
 
@@ -88,6 +85,17 @@ def lower(spec: dict, out_path: str, source_sha256: str, toolchain: dict) -> dic
     def forward(*xs):
         return tuple(tf.identity(t, name=n) for t, n in zip(_ordered(call(*xs), spec), spec.outputs))
 
+    return forward, signature, form
+
+
+def lower(spec: dict, out_path: str, source_sha256: str, toolchain: dict) -> dict:
+    """Worker stage: the source model as a checked, simplified ONNX file with metadata."""
+    import tf2onnx
+
+    from deployer.ir import onnx_ir
+
+    spec = ModelSpec.from_dict(spec)
+    forward, signature, form = traced(spec)
     model_proto, _ = tf2onnx.convert.from_function(forward, input_signature=signature, opset=spec.source.opset)
     # tf2onnx names outputs after the graph tensors: give them the spec's names.
     rename = {o.name: n for o, n in zip(model_proto.graph.output, spec.outputs)}

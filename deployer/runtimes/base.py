@@ -32,12 +32,13 @@ class Runner:
 
 
 def to_layout(x: np.ndarray, shape: tuple | list, what: str) -> np.ndarray:
-    """Give `x` the runtime's `shape`: unchanged, or NCHW -> NHWC when that is what it wants."""
+    """Give `x` the runtime's `shape`: unchanged, or NCHW <-> NHWC when that is what it wants."""
     shape = tuple(int(d) for d in shape)
     if x.shape == shape:
         return x
-    if x.ndim == 4 and x.transpose(0, 2, 3, 1).shape == shape:
-        return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    for perm in ((0, 2, 3, 1), (0, 3, 1, 2)):
+        if x.ndim == 4 and x.transpose(perm).shape == shape:
+            return np.ascontiguousarray(x.transpose(perm))
     raise StageError(f"{what}: runtime expects shape {shape}, the source model gives {x.shape}")
 
 

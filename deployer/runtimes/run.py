@@ -20,6 +20,7 @@ RUNNERS = {
     "ort-web-chromium": "deployer.runtimes.js:OrtWebChromium",
     "tfjs-node": "deployer.runtimes.js:TfjsNode",
     "tfjs-chromium": "deployer.runtimes.js:TfjsChromium",
+    "coreml": "deployer.runtimes.coreml:CoreMLRunner",
 }
 
 
@@ -40,7 +41,16 @@ def make_runner(runtime: str, artifact: str, spec: ModelSpec, options: dict):
 
 def run_inputs(runtime: str, artifact: str, spec: dict, inputs: str, outputs: str, options: dict) -> dict:
     """Run every sample of the `inputs` .npz (arrays of shape (n, *input_shape)) one at a time."""
+    from deployer.runtimes.coreml import UnsupportedOp
+
     spec = ModelSpec.from_dict(spec)
+    try:
+        return _run_all(runtime, artifact, spec, inputs, outputs, options)
+    except UnsupportedOp as exc:  # cannot be executed here: the verdict must say so, not pass
+        return {"runtime": runtime, "unverified": str(exc), "settings": {}}
+
+
+def _run_all(runtime: str, artifact: str, spec: ModelSpec, inputs: str, outputs: str, options: dict) -> dict:
     data = np.load(inputs)
     n = len(data[spec.inputs[0].name])
     collected: dict[str, list] = {name: [] for name in spec.outputs}
