@@ -61,24 +61,24 @@ def cmd_build(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from deployer import pipeline
+    from deployer import checks, pipeline
     from deployer.report.manifest import read_manifest
     from deployer.report.table import print_layers, print_report
 
     model_dir, manifest = read_manifest(args.dist)
     opts = pipeline.BuildOptions(out=model_dir.parent, jobs=args.jobs, timeout=args.timeout)
-    manifest = pipeline.verify(model_dir, manifest, opts)
+    manifest = checks.verify(model_dir, manifest, opts)
     targets = sorted({a["target"] for a in manifest["artifacts"]})
     console = _console()
     print_report(manifest, targets, console)
     if args.layers:
-        manifest = pipeline.layer_report(model_dir, manifest, opts, args.sqnr_threshold, args.layer_images)
+        manifest = checks.layer_report(model_dir, manifest, opts, args.sqnr_threshold, args.layer_images)
         print_layers(manifest, console)
     return pipeline.exit_status(manifest, targets)
 
 
 def cmd_bench(args) -> int:
-    from deployer import pipeline
+    from deployer import checks, pipeline
     from deployer.report.manifest import read_manifest
     from deployer.report.table import bench_table
 
@@ -94,7 +94,7 @@ def cmd_bench(args) -> int:
                 return status
     model_dir, manifest = read_manifest(source)
     opts = pipeline.BuildOptions(out=model_dir.parent, timeout=args.timeout)
-    manifest = pipeline.bench(model_dir, manifest, opts, runs=args.runs, warmup=args.warmup)
+    manifest = checks.bench(model_dir, manifest, opts, runs=args.runs, warmup=args.warmup)
     _console().print(bench_table(manifest))
     return EXIT_OK
 

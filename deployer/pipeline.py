@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -29,6 +28,7 @@ from deployer.errors import StageError, UserError
 from deployer.inputs import load_dataset, prepare_inputs
 from deployer.parity.compare import EvalSet, compare
 from deployer.parity.verdict import ORDER
+from deployer.quantize import fallback
 from deployer.report.manifest import load_manifest, merge_manifest, write_manifest
 from deployer.spec import ArtifactPlan, ModelSpec, TargetProfile
 from deployer.worker import run_stage
@@ -200,9 +200,6 @@ def _worst_cosine(parity: dict) -> float:
     return min((o["cosine"] for o in parity.get("outputs", {}).values()), default=-1.0)
 
 
-FALLBACK_BACKENDS = ("onnx", "openvino")  # those whose quantizer can keep named layers in float
-
-
 def _build_and_verify(prep: Prepared, spec: ModelSpec, target: str, plan: ArtifactPlan, staging: Path,
                       opts: BuildOptions, options: dict) -> dict:
     """One build of an artifact and its verification; the manifest entry fields."""
@@ -235,81 +232,6 @@ def _build_and_verify(prep: Prepared, spec: ModelSpec, target: str, plan: Artifa
     return entry
 
 
-def _round_summary(entry: dict, kept: list[str]) -> dict:
-    parity = entry.get("parity", {})
-    det = parity.get("detection") or {}
-    outs = parity.get("outputs", {}).values()
-    return {"kept_float": list(kept), "verdict": parity.get("verdict", "fail"),
-            "min_cosine": min((o["cosine"] for o in outs), default=None),
-            "min_snr_db": min((o["snr_db"] for o in outs), default=None),
-            **{k: det.get(k) for k in ("agreement_map50", "agreement_map50_95", "map50")}}
-
-
-def _fallback_rank(entry: dict) -> tuple:
-    """Order of preference among fallback rounds: passing first, then fewer misses, then figures."""
-    parity = entry["parity"]
-    det = parity.get("detection") or {}
-    snr = min((o["snr_db"] for o in parity.get("outputs", {}).values()), default=-math.inf)
-    return (parity["verdict"] != "fail", -len(parity.get("reasons", [])),
-            det.get("agreement_map50") or 0.0, det.get("agreement_map50_95") or 0.0, snr)
-
-
-def _fallback(prep: Prepared, spec: ModelSpec, target: str, plan: ArtifactPlan, staging: Path,
-              opts: BuildOptions, entry: dict) -> dict:
-    """Accuracy-aware fallback: keep the most damaging layers in float until the verdict passes.
-
-    Each round ranks layers by their own SQNR drop (quantize/sensitivity.py) on calibration
-    images, keeps the next group of them in float (twice as many as the round before) and
-    rebuilds in a folder of its own; bounded by the profile's `fallback_rounds`. The best
-    round (passing, else closest) is the artifact; the manifest lists every round.
-    """
-    from deployer.quantize.sensitivity import rank_for_fallback
-
-    rounds = int(plan.options.get("fallback_rounds", 3))
-    per_round = int(plan.options.get("fallback_layers", 2))
-    kept: list[str] = list(plan.options.get("exclude", []))
-    history = [_round_summary(entry, kept)]
-    candidates = [(entry, staging)]
-    tag = f"{target}-{plan.key}"
-    current = entry, staging
-    for r in range(rounds):
-        try:
-            rows = run_stage("deployer.quantize.sensitivity:layer_errors",
-                             {"float_onnx": str(prep.onnx_path), "spec": spec.to_dict(), "backend": plan.backend,
-                              "artifact": str(current[1] / Path(current[0]["path"]).name),
-                              "inputs": str(prep.calib_inputs)},
-                             workdir=prep.work / "logs", name=f"layers-{tag}", timeout=opts.timeout,
-                             env=opts.worker_env).value
-        except (StageError, UserError) as exc:
-            entry.setdefault("notes", []).append(f"fallback stopped: per-layer analysis failed: {exc}")
-            break
-        groups = rank_for_fallback(rows, kept)[:per_round * 2 ** r]
-        if not groups:
-            break
-        kept = kept + [n for g in groups for n in g if n not in kept]
-        folder = staging / f".fallback-{r + 1}"
-        folder.mkdir()
-        candidate = _build_and_verify(prep, spec, target, plan, folder, opts, {**plan.options, "exclude": kept})
-        if candidate["status"] != "built":
-            entry.setdefault("notes", []).append(f"fallback round {r + 1} failed to build: {candidate['error']}")
-            break
-        history.append(_round_summary(candidate, kept))
-        candidates.append((candidate, folder))
-        current = candidate, folder
-        if candidate["parity"]["verdict"] != "fail":
-            break
-    best, folder = max(candidates, key=lambda c: _fallback_rank(c[0]))
-    if folder != staging:
-        for f in best["files"]:
-            os.replace(folder / Path(f).name, staging / Path(f).name)
-    for _, f in candidates[1:]:
-        shutil.rmtree(f, ignore_errors=True)
-    chosen = history[candidates.index((best, folder))]
-    best.setdefault("quantization", {})["fallback"] = {"rounds": history, "kept_float": chosen["kept_float"],
-                                                       "chosen_round": candidates.index((best, folder))}
-    return best
-
-
 def build_artifact(prep: Prepared, spec: ModelSpec, target: str, plan: ArtifactPlan, staging: Path,
                    opts: BuildOptions) -> dict:
     head = {"target": target, "backend": plan.backend, "precision": plan.precision}
@@ -317,8 +239,8 @@ def build_artifact(prep: Prepared, spec: ModelSpec, target: str, plan: ArtifactP
         head["variant"] = plan.variant
     entry = _build_and_verify(prep, spec, target, plan, staging, opts, plan.options)
     if (entry["status"] == "built" and entry["parity"]["verdict"] == "fail" and plan.precision == "int8"
-            and plan.backend in FALLBACK_BACKENDS and "outputs" in entry["parity"]):  # measured, not crashed
-        entry = _fallback(prep, spec, target, plan, staging, opts, entry)
+            and plan.backend in fallback.BACKENDS and "outputs" in entry["parity"]):  # measured, not crashed
+        entry = fallback.fallback(prep, spec, target, plan, staging, opts, entry, _build_and_verify)
     return {**head, **entry}
 
 
@@ -424,111 +346,3 @@ def exit_status(manifest: dict, targets: list[str]) -> int:
     entries = [a for a in manifest["artifacts"] if a["target"] in targets]
     bad = any(a["status"] == "failed" or a.get("parity", {}).get("verdict") == "fail" for a in entries)
     return 1 if bad or not entries else 0
-
-
-def built_artifacts(model_dir: Path, manifest: dict):
-    """Yield (entry, plan) for every artifact of a manifest that stands in its target folder."""
-    from deployer.spec import load_target_profile
-
-    profiles: dict[str, TargetProfile] = {}
-    for entry in manifest["artifacts"]:
-        if entry["status"] != "built" or entry["path"].startswith(".rejected/") \
-                or entry.get("superseded_by_failed_build"):
-            continue
-        target = entry["target"]
-        if target not in profiles:
-            profiles[target] = load_target_profile(manifest["targets"][target]["profile"])
-        plan = next((p for p in profiles[target].artifacts if p.backend == entry["backend"]
-                     and p.precision == entry["precision"] and p.variant == entry.get("variant", "")), None)
-        if plan is None:
-            raise UserError(f"{profiles[target].path}: no artifact {entry['backend']} {entry['precision']} any more; "
-                            f"rebuild target '{target}'")
-        yield entry, plan
-
-
-def verify(model_dir: Path, manifest: dict, opts: BuildOptions) -> dict:
-    """Re-run parity of every built artifact of a manifest against the current source model."""
-    from deployer.spec import load_model_spec
-
-    spec = load_model_spec(manifest["spec"])
-    prep = prepare(spec, opts)
-    for entry, plan in built_artifacts(model_dir, manifest):
-        artifact = model_dir / entry["path"]
-        tag = f"{entry['target']}-{plan.key}"
-        files = [str(Path(f).relative_to(entry["target"])) for f in entry["files"]]
-        if not all((model_dir / f).is_file() for f in entry["files"]) \
-                or artifact_sha256(model_dir / entry["target"], files) != entry["sha256"]:
-            entry["parity"] = {"runtime": plan.runtime, "verdict": "fail",
-                               "reasons": [f"{artifact}: missing or changed since it was built (sha256 differs)"]}
-            continue
-        try:
-            entry["parity"], _ = verify_artifact(prep, spec, plan, artifact, opts, tag)
-        except (StageError, UserError) as exc:
-            entry["parity"] = {"runtime": plan.runtime, "verdict": "fail", "reasons": [f"verification failed: {exc}"]}
-    manifest["verified_source_sha256"] = prep.source_sha256
-    write_manifest(model_dir, manifest)
-    return manifest
-
-
-def bench(model_dir: Path, manifest: dict, opts: BuildOptions, runs: int = 50, warmup: int = 10) -> dict:
-    """Latency (1 thread and the runtime's default) of every built artifact, into the manifest."""
-    work = model_dir / ".work"
-    inputs = work / "eval_inputs.npz"
-    if not inputs.is_file():
-        raise UserError(f"{inputs}: missing; rebuild with 'deployer build' first")
-    from deployer.spec import load_model_spec
-
-    spec = load_model_spec(manifest["spec"])
-    for entry, plan in built_artifacts(model_dir, manifest):
-        try:
-            result = run_stage("deployer.runtimes.bench:bench",
-                               {"runtime": plan.runtime, "artifact": str(model_dir / entry["path"]),
-                                "spec": spec.to_dict(), "inputs": str(inputs), "options": plan.options.get("runtime", {}),
-                                "warmup": warmup, "runs": runs},
-                               workdir=work / "logs", name=f"bench-{entry['target']}-{plan.key}", timeout=opts.timeout,
-                               env=opts.worker_env).value
-        except (StageError, UserError) as exc:
-            entry["bench"] = {"error": str(exc)}
-            continue
-        one = result["threads_1"]
-        entry["bench"] = {"runtime": plan.runtime, "latency_ms_median": one["latency_ms_median"],
-                          "latency_ms_p90": one["latency_ms_p90"], "threads": 1, "runs": one["runs"],
-                          "warmup": one["warmup"], "settings": one["settings"],
-                          "threads_default": result["threads_default"], "size_bytes": entry["size_bytes"],
-                          "build_seconds": entry.get("build_seconds", {})}
-    write_manifest(model_dir, manifest)
-    return manifest
-
-
-LAYER_BACKENDS = ("onnx", "openvino")  # artifacts whose tensors keep the ONNX graph's names
-
-
-def layer_report(model_dir: Path, manifest: dict, opts: BuildOptions, threshold_db: float = 30.0,
-                 images: int = 16) -> dict:
-    """Per-layer SQNR of each matchable artifact against the float ONNX graph, into the manifest."""
-    from deployer.quantize.sensitivity import first_below
-    from deployer.spec import load_model_spec
-
-    spec = load_model_spec(manifest["spec"])
-    prep = prepare(spec, opts)
-    for entry, plan in built_artifacts(model_dir, manifest):
-        if plan.backend not in LAYER_BACKENDS:
-            entry["layers"] = {"available": False,
-                               "reason": f"{plan.backend} artifacts do not keep the ONNX tensor names"}
-            continue
-        try:
-            rows = run_stage("deployer.quantize.sensitivity:layer_errors",
-                             {"float_onnx": str(prep.onnx_path), "artifact": str(model_dir / entry["path"]),
-                              "backend": plan.backend, "spec": spec.to_dict(), "inputs": str(prep.eval_inputs),
-                              "count": images},
-                             workdir=prep.work / "logs", name=f"layers-{entry['target']}-{plan.key}",
-                             timeout=opts.timeout, env=opts.worker_env).value
-        except (StageError, UserError) as exc:
-            entry["layers"] = {"available": False, "reason": str(exc)}
-            continue
-        worst = sorted((r for r in rows if r["drop_db"] is not None), key=lambda r: r["drop_db"], reverse=True)[:5]
-        entry["layers"] = {"available": True, "threshold_db": threshold_db, "images": images,
-                           "first_below": first_below(rows, threshold_db), "worst_drops": worst,
-                           "tensors": len(rows)}
-    write_manifest(model_dir, manifest)
-    return manifest

@@ -76,6 +76,16 @@ class _Reader:
         table = self.get(key, dict, "a table", default)
         return _Reader(self.path, table, f"{self.prefix}{key}.")
 
+    def tables(self, key: str) -> list["_Reader"]:
+        """A required, non-empty array of tables, one reader per table (named key[i])."""
+        items = self.get(key, list, f"an [[{key}]] array of tables")
+        if not items:
+            raise self.fail(key, f"at least one [[{key}]] table", items)
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise self.fail(f"{key}[{i}]", "a table", item)
+        return [_Reader(self.path, item, f"{self.prefix}{key}[{i}].") for i, item in enumerate(items)]
+
     def reject_unknown(self, known: set[str]) -> None:
         for key in self.table:
             if key not in known:
@@ -214,14 +224,8 @@ def load_model_spec(path: str | Path) -> ModelSpec:
     if not 11 <= source.opset <= 21:
         raise src.fail("opset", "an ONNX opset between 11 and 21", source.opset)
 
-    raw_inputs = top.get("inputs", list, "an [[inputs]] array of tables")
-    if not raw_inputs:
-        raise top.fail("inputs", "at least one [[inputs]] table", raw_inputs)
     inputs = []
-    for i, item in enumerate(raw_inputs):
-        if not isinstance(item, dict):
-            raise top.fail(f"inputs[{i}]", "a table", item)
-        r = _Reader(path, item, f"inputs[{i}].")
+    for r in top.tables("inputs"):
         r.reject_unknown({"name", "shape", "layout", "dtype"})
         inp = InputSpec(name=r.get("name", str, "the input tensor name"),
                         shape=r.numbers("shape", "a list of 4 positive integers, e.g. [1, 3, 224, 224]",
@@ -346,14 +350,8 @@ def load_target_profile(path: str | Path) -> TargetProfile:
         if precision not in PRECISIONS or not isinstance(table, dict):
             raise top.fail(f"thresholds.{precision}", f"a table named after a precision ({', '.join(PRECISIONS)})")
         shared[precision] = _thresholds(_Reader(path, table, f"thresholds.{precision}."))
-    items = top.get("artifacts", list, "an [[artifacts]] array of tables")
-    if not items:
-        raise top.fail("artifacts", "at least one [[artifacts]] table", items)
     plans = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise top.fail(f"artifacts[{i}]", "a table", item)
-        r = _Reader(path, item, f"artifacts[{i}].")
+    for r in top.tables("artifacts"):
         r.reject_unknown({"backend", "precision", "variant", "runtime", "options", "thresholds", "warn_only"})
         backend = r.get("backend", str, f"a backend ({', '.join(BACKENDS)}) or 'package.module:object'")
         if backend not in BACKENDS and ":" not in backend:
@@ -364,7 +362,7 @@ def load_target_profile(path: str | Path) -> TargetProfile:
         if not runtimes or not all(isinstance(x, str) and x for x in runtimes):
             raise r.fail("runtime", "a runtime (or list of runtimes) to verify the artifact with", runtime)
         thresholds = {**DEFAULT_THRESHOLDS.get(precision, {}), **shared.get(precision, {})}
-        if "thresholds" in item:
+        if "thresholds" in r.table:
             thresholds.update(_thresholds(r.sub("thresholds")))
         plan = ArtifactPlan(backend=backend, precision=precision, runtimes=runtimes,
                             options=r.get("options", dict, "a table of backend options", {}),

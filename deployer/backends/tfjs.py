@@ -10,7 +10,6 @@ stubbed before the import.
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import types

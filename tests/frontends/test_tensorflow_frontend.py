@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import pytest
 
-from deployer.runtimes.run import make_runner
 from deployer.spec import load_model_spec
 from deployer.worker import run_stage
 from tests.conftest import ROOT, write_spec
