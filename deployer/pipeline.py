@@ -188,8 +188,11 @@ def verify_artifact(prep: Prepared, spec: ModelSpec, plan: ArtifactPlan, artifac
         if run.value.get("unverified"):
             runs.append({"runtime": runtime, "verdict": "unverified", "reasons": [run.value["unverified"]]})
             continue
-        runs.append(compare(prep.reference, dict(np.load(outputs)), spec, prep.evalset, plan.thresholds,
-                            plan.warn_only, runtime, run.value["settings"]))
+        try:
+            runs.append(compare(prep.reference, dict(np.load(outputs)), spec, prep.evalset, plan.thresholds,
+                                plan.warn_only, runtime, run.value["settings"]))
+        except (ValueError, KeyError) as exc:  # outputs missing or of the wrong shape: this run fails
+            runs.append({"runtime": runtime, "verdict": "fail", "reasons": [f"outputs do not match the source: {exc}"]})
     if len(runs) == 1:
         return runs[0], seconds
     worst_run = min(runs, key=lambda r: (ORDER.index(r["verdict"]), _worst_cosine(r)))
