@@ -9,7 +9,11 @@ DEPLOYER := $(PY) -m deployer.cli
 
 JS_DIR := deployer/runtimes/js
 
-.PHONY: setup demo test web android embedded ios all keras bench example-model chromium clean
+# Every profile in targets/ is a make target of its own: adding a board is adding a file there.
+TARGETS := $(basename $(notdir $(wildcard targets/*.toml)))
+DEMO_TARGETS := web android embedded ios
+
+.PHONY: setup demo test $(TARGETS) all keras bench example-model chromium clean
 
 setup: $(STAMP)
 
@@ -19,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt $(JS_DIR)/package.json $(JS_DIR)/packag
 	@command -v npm >/dev/null || { echo "need Node.js 20 and npm for the web runtimes"; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[all,test]'
-	# tensorflowjs 4.22's declared dependencies cannot be installed together (DESIGN.md §5).
+	# tensorflowjs 4.22's declared dependencies cannot be installed together (docs/ARCHITECTURE.md).
 	$(PY) -m pip install --quiet --no-deps -c constraints.txt tensorflowjs jax jaxlib
 	cd $(JS_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	command -v chromium >/dev/null || $(MAKE) chromium
@@ -31,29 +35,20 @@ chromium:
 	else echo "install Debian's chromium package: sudo apt-get install chromium"; exit 2; fi
 
 demo: setup
-	$(DEPLOYER) build $(MODEL) --target web --target android --target embedded --target ios --out $(OUT)
+	$(DEPLOYER) build $(MODEL) $(addprefix --target ,$(DEMO_TARGETS)) --out $(OUT)
 
 test: setup
 	$(PY) -m pytest -q
 
-web: setup
-	$(DEPLOYER) build $(MODEL) --target web --out $(OUT)
-
-android: setup
-	$(DEPLOYER) build $(MODEL) --target android --out $(OUT)
-
-embedded: setup
-	$(DEPLOYER) build $(MODEL) --target embedded --out $(OUT)
-
-ios: setup
-	$(DEPLOYER) build $(MODEL) --target ios --out $(OUT)
+$(TARGETS): setup
+	$(DEPLOYER) build $(MODEL) --target $@ --out $(OUT)
 
 all: setup
-	$(DEPLOYER) build $(MODEL) --target web --target android --target embedded --target ios --out $(OUT)
+	$(DEPLOYER) build $(MODEL) $(addprefix --target ,$(TARGETS)) --out $(OUT)
 
 # The Keras twin of the example, through the TensorFlow frontend, for every target.
 keras: setup
-	$(DEPLOYER) build examples/shapes/shapes_keras.toml --target web --target android --target embedded --target ios --out $(OUT)
+	$(DEPLOYER) build examples/shapes/shapes_keras.toml $(addprefix --target ,$(DEMO_TARGETS)) --out $(OUT)
 
 # Latency and size of every artifact of MODEL, with ratios to fp32 (builds first when needed).
 bench: setup

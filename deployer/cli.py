@@ -38,6 +38,7 @@ def cmd_build(args) -> int:
     from deployer import pipeline
     from deployer.report.table import print_report
     from deployer.spec import find_target, load_model_spec, load_target_profile
+    from deployer.stages import BuildOptions
 
     spec = load_model_spec(args.spec)
     targets = args.target or ["web", "android", "embedded", "ios"]
@@ -52,7 +53,7 @@ def cmd_build(args) -> int:
         entries, status = result
         console.print(f"  {name}: {status['status']} ({len(entries)} artifacts)")
 
-    opts = pipeline.BuildOptions(out=Path(args.out), jobs=args.jobs, timeout=args.timeout, use_cache=not args.no_cache)
+    opts = BuildOptions(out=Path(args.out), jobs=args.jobs, timeout=args.timeout, use_cache=not args.no_cache)
     manifest = pipeline.build(spec, profiles, opts, calibration=args.calib or "", evaluation=args.eval or "",
                               on_target_done=done)
     print_report(manifest, names, console)
@@ -64,9 +65,10 @@ def cmd_verify(args) -> int:
     from deployer import checks, pipeline
     from deployer.report.manifest import read_manifest
     from deployer.report.table import print_layers, print_report
+    from deployer.stages import BuildOptions
 
     model_dir, manifest = read_manifest(args.dist)
-    opts = pipeline.BuildOptions(out=model_dir.parent, jobs=args.jobs, timeout=args.timeout)
+    opts = BuildOptions(out=model_dir.parent, jobs=args.jobs, timeout=args.timeout)
     manifest = checks.verify(model_dir, manifest, opts)
     targets = sorted({a["target"] for a in manifest["artifacts"]})
     console = _console()
@@ -78,9 +80,10 @@ def cmd_verify(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from deployer import checks, pipeline
+    from deployer import checks
     from deployer.report.manifest import read_manifest
     from deployer.report.table import bench_table
+    from deployer.stages import BuildOptions
 
     source = Path(args.dist)
     if source.suffix == ".toml":  # a model spec: bench its build, building it first if needed
@@ -93,23 +96,22 @@ def cmd_bench(args) -> int:
             if status != EXIT_OK:
                 return status
     model_dir, manifest = read_manifest(source)
-    opts = pipeline.BuildOptions(out=model_dir.parent, timeout=args.timeout)
+    opts = BuildOptions(out=model_dir.parent, timeout=args.timeout)
     manifest = checks.bench(model_dir, manifest, opts, runs=args.runs, warmup=args.warmup)
     _console().print(bench_table(manifest))
     return EXIT_OK
 
 
 def cmd_inspect(args) -> int:
-    from deployer.worker import run_stage
+    import tempfile
+
+    from deployer import stages
 
     path = Path(args.model)
     if not path.is_file():
         raise UserError(f"{path}: file not found")
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
-        info = run_stage("deployer.ir.inspect:inspect", {"path": str(path.resolve())}, workdir=Path(tmp),
-                         name="inspect").value
+        info = stages.Stages(Path(tmp)).run(stages.INSPECT, "inspect", path=str(path.resolve())).value
     if args.json:
         print(json.dumps(info, indent=2))
         return EXIT_OK

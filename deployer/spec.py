@@ -12,18 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from deployer.errors import UserError
+from deployer.options import read_options
 
-SOURCE_KINDS = ("torch", "tensorflow", "onnx")
 LAYOUTS = ("NCHW", "NHWC")
 DTYPES = ("float32",)
 RESIZE_MODES = ("letterbox", "stretch")
 CHANNEL_ORDERS = ("RGB", "BGR")
-HEAD_TYPES = ("raw", "boxes_scores")
-BOX_FORMATS = ("xyxy", "cxcywh")
-BACKENDS = ("onnx", "tfjs", "tflite", "coreml", "openvino", "tflm")
 PRECISIONS = ("fp32", "fp16", "int8", "dynamic")
 
-# Default verdict thresholds by precision (DESIGN.md §4); a profile may override them.
+# Default verdict thresholds by precision (docs/ARCHITECTURE.md, "Parity"); a profile may override them.
 DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
     "fp32": {"min_cosine": 0.99999},
     "fp16": {"min_cosine": 0.9995},
@@ -34,7 +31,7 @@ THRESHOLD_KEYS = ("min_cosine", "min_snr_db", "max_abs", "min_agreement_map50",
                   "min_agreement_map50_95", "max_map50_drop")
 
 
-class _Reader:
+class Reader:
     """Typed access to one TOML table, with errors that name file and field."""
 
     def __init__(self, path: Path, table: dict, prefix: str = ""):
@@ -72,11 +69,11 @@ class _Reader:
             raise self.fail(key, expected, values)
         return [kind(v) for v in values]
 
-    def sub(self, key: str, default: Any = ...) -> "_Reader":
+    def sub(self, key: str, default: Any = ...) -> "Reader":
         table = self.get(key, dict, "a table", default)
-        return _Reader(self.path, table, f"{self.prefix}{key}.")
+        return Reader(self.path, table, f"{self.prefix}{key}.")
 
-    def tables(self, key: str) -> list["_Reader"]:
+    def tables(self, key: str) -> list["Reader"]:
         """A required, non-empty array of tables, one reader per table (named key[i])."""
         items = self.get(key, list, f"an [[{key}]] array of tables")
         if not items:
@@ -84,7 +81,10 @@ class _Reader:
         for i, item in enumerate(items):
             if not isinstance(item, dict):
                 raise self.fail(f"{key}[{i}]", "a table", item)
-        return [_Reader(self.path, item, f"{self.prefix}{key}[{i}].") for i, item in enumerate(items)]
+        return [Reader(self.path, item, f"{self.prefix}{key}[{i}].") for i, item in enumerate(items)]
+
+    def unknown(self, key: str, text: str) -> UserError:
+        return UserError(f"{self.path}: field '{self.prefix}{key}': {text}")
 
     def reject_unknown(self, known: set[str]) -> None:
         for key in self.table:
@@ -132,13 +132,24 @@ class Preprocess:
 
 @dataclass
 class Head:
+    """How outputs become detections: the type (deployer/heads/) and its own fields in `params`."""
+
     type: str = "raw"
-    boxes: str = ""
-    scores: str = ""
-    box_format: str = "xyxy"
     score_threshold: float = 0.25
     iou_threshold: float = 0.5
     max_detections: int = 100
+    params: dict = field(default_factory=dict)   # the head type's fields (boxes_scores: boxes, scores, ...)
+
+    COMMON = ("type", "score_threshold", "iou_threshold", "max_detections")
+
+    def to_dict(self) -> dict:
+        """Flat, as written in the spec (and read by the demo page and apps)."""
+        return {**{k: getattr(self, k) for k in self.COMMON}, **self.params}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Head":
+        return cls(**{k: d[k] for k in cls.COMMON if k in d},
+                   params={k: v for k, v in d.items() if k not in cls.COMMON})
 
 
 @dataclass
@@ -173,13 +184,13 @@ class ModelSpec:
     path: str = ""                 # where the spec was read from
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "head": self.head.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelSpec":
         return cls(name=d["name"], source=Source(**d["source"]),
                    inputs=[InputSpec(**i) for i in d["inputs"]], outputs=list(d["outputs"]),
-                   preprocess=Preprocess(**d["preprocess"]), head=Head(**d["head"]),
+                   preprocess=Preprocess(**d["preprocess"]), head=Head.from_dict(d["head"]),
                    labels=list(d["labels"]), data=DataSpec(**d["data"]), path=d.get("path", ""))
 
 
@@ -188,10 +199,12 @@ def _resolve(base: Path, value: str) -> str:
 
 
 def load_model_spec(path: str | Path) -> ModelSpec:
+    from deployer.frontends import registry as frontends
+
     path = Path(path)
     raw = _read_toml(path, "model spec")
     base = path.resolve().parent
-    top = _Reader(path, raw)
+    top = Reader(path, raw)
     top.reject_unknown({"name", "labels", "source", "inputs", "outputs", "preprocess", "head", "data"})
     name = top.get("name", str, "a model name (letters, digits, - and _)")
     if not name or not all(c.isalnum() or c in "-_" for c in name):
@@ -200,10 +213,10 @@ def load_model_spec(path: str | Path) -> ModelSpec:
     if not all(isinstance(x, str) for x in labels):
         raise top.fail("labels", "a list of strings", labels)
 
-    src = _Reader(path, top.get("source", dict, "a [source] table"), "source.")
+    src = Reader(path, top.get("source", dict, "a [source] table"), "source.")
     src.reject_unknown({"kind", "path", "factory", "weights", "python_path", "opset", "imports"})
     source = Source(
-        kind=src.get("kind", str, "the source framework", choices=SOURCE_KINDS),
+        kind=src.get("kind", str, "the source framework", choices=tuple(frontends())),
         path=_resolve(base, src.get("path", str, "a path to the model file", "")),
         factory=src.get("factory", str, "'package.module:function'", ""),
         weights=_resolve(base, src.get("weights", str, "a path to a weights file", "")),
@@ -245,7 +258,7 @@ def load_model_spec(path: str | Path) -> ModelSpec:
     if not outputs or not all(isinstance(o, str) for o in outputs):
         raise outs.fail("names", "a non-empty list of strings", outputs)
 
-    pre = _Reader(path, top.get("preprocess", dict, "a [preprocess] table", {}), "preprocess.")
+    pre = Reader(path, top.get("preprocess", dict, "a [preprocess] table", {}), "preprocess.")
     pre.reject_unknown({"resize", "pad_value", "scale", "mean", "std", "channel_order"})
     preprocess = Preprocess(
         resize=pre.get("resize", str, "letterbox or stretch", "letterbox", choices=RESIZE_MODES),
@@ -258,24 +271,9 @@ def load_model_spec(path: str | Path) -> ModelSpec:
     if preprocess.scale <= 0 or any(s <= 0 for s in preprocess.std):
         raise pre.fail("std", "positive scale and std values", preprocess.std)
 
-    hd = _Reader(path, top.get("head", dict, "a [head] table", {}), "head.")
-    hd.reject_unknown({"type", "boxes", "scores", "box_format", "score_threshold",
-                       "iou_threshold", "max_detections"})
-    head = Head(type=hd.get("type", str, "the head type", "raw", choices=HEAD_TYPES),
-                boxes=hd.get("boxes", str, "the name of the boxes output", ""),
-                scores=hd.get("scores", str, "the name of the scores output", ""),
-                box_format=hd.get("box_format", str, "xyxy or cxcywh", "xyxy", choices=BOX_FORMATS),
-                score_threshold=hd.get("score_threshold", float, "a number in 0..1", 0.25),
-                iou_threshold=hd.get("iou_threshold", float, "a number in 0..1", 0.5),
-                max_detections=hd.get("max_detections", int, "a positive integer", 100))
-    if head.type == "boxes_scores":
-        for key in ("boxes", "scores"):
-            if getattr(head, key) not in outputs:
-                raise hd.fail(key, f"one of the outputs {outputs}", getattr(head, key))
-        if not labels:
-            raise top.fail("labels", "class names for a detection head")
+    head = _read_head(Reader(path, top.get("head", dict, "a [head] table", {}), "head."), outputs, labels)
 
-    dt = _Reader(path, top.get("data", dict, "a [data] table", {}), "data.")
+    dt = Reader(path, top.get("data", dict, "a [data] table", {}), "data.")
     dt.reject_unknown({"calibration", "evaluation", "calibration_images", "evaluation_images"})
     data = DataSpec(
         calibration=_resolve(base, dt.get("calibration", str, "a dataset folder or file", "")),
@@ -294,6 +292,29 @@ def load_model_spec(path: str | Path) -> ModelSpec:
                      head=head, labels=labels, data=data, path=str(path.resolve()))
 
 
+def _read_head(hd: Reader, outputs: list[str], labels: list[str]) -> Head:
+    from deployer.heads import registry as heads
+
+    kind = hd.get("type", str, "the head type", "raw", choices=tuple(heads()))
+    head_type = heads()[kind]
+    head = Head(type=kind,
+                score_threshold=hd.get("score_threshold", float, "a number in 0..1", 0.25),
+                iou_threshold=hd.get("iou_threshold", float, "a number in 0..1", 0.5),
+                max_detections=hd.get("max_detections", int, "a positive integer", 100))
+    for key in ("score_threshold", "iou_threshold"):
+        if not 0 <= getattr(head, key) <= 1:
+            raise hd.fail(key, "a number in 0..1", getattr(head, key))
+    if head.max_detections <= 0:
+        raise hd.fail("max_detections", "a positive integer", head.max_detections)
+    own = Reader(hd.path, {k: v for k, v in hd.table.items() if k not in Head.COMMON}, hd.prefix)
+    head.params = read_options(own, head_type.fields, None, f"head type '{kind}'", noun="field")
+    problem = head_type.validate(head.params, outputs, labels) if head_type.validate else None
+    if problem:
+        where, expected, got = problem
+        raise UserError(f"{hd.path}: field '{where}': expected {expected}, got {got!r}")
+    return head
+
+
 # ----------------------------------------------------------------------------- target profile
 
 @dataclass
@@ -301,7 +322,8 @@ class ArtifactPlan:
     backend: str
     precision: str
     runtimes: list[str] = field(default_factory=list)   # every runtime the artifact is verified in
-    options: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)         # backend options, validated, defaults filled in
+    runtime_settings: dict = field(default_factory=dict)  # settings of the runners (threads, hints)
     thresholds: dict = field(default_factory=dict)
     warn_only: bool = False
     variant: str = ""              # tells apart two artifacts of one backend and precision
@@ -329,19 +351,66 @@ class TargetProfile:
     page: bool = False             # write and check the web demo page
 
 
-DEFAULT_RUNTIMES = {"onnx": ["onnxruntime"], "openvino": ["openvino"], "tflite": ["litert"],
-                    "tfjs": ["tfjs-node", "tfjs-chromium"], "coreml": ["coreml"]}
-
-
-def _thresholds(reader: _Reader) -> dict:
+def _thresholds(reader: Reader) -> dict:
     reader.reject_unknown(set(THRESHOLD_KEYS))
     return {k: reader.get(k, float, "a number") for k in reader.table}
 
 
+def _read_runtimes(r: Reader, backend) -> list[str]:
+    """The artifact's runtimes: known, and each able to run this backend's format."""
+    from deployer import runtimes as registry
+
+    runtime = r.get("runtime", (str, list), "a runtime name or a list of them", list(backend.runtimes))
+    names = [runtime] if isinstance(runtime, str) else list(runtime)
+    if not names or not all(isinstance(x, str) and x for x in names):
+        raise r.fail("runtime", "a runtime (or list of runtimes) to verify the artifact with", runtime)
+    known = registry.registry()
+    for name in names:
+        if name not in known:
+            raise r.fail("runtime", f"runtimes among {', '.join(known)}", name)
+        rt = known[name]
+        if backend.options is not None and backend.format not in rt.accepts:
+            fits = [n for n, x in known.items() if backend.format in x.accepts]
+            raise r.unknown("runtime", f"'{name}' does not run {backend.name} artifacts ({backend.format}); "
+                                       f"runtimes that do: {', '.join(fits)}")
+    return names
+
+
+def _read_runtime_settings(r: Reader, runtimes: list[str]) -> dict:
+    """`runtime_settings`: only settings that every listed runtime declares; only those given
+    are kept (a runner applies its own defaults and records them in `settings`)."""
+    from deployer import runtimes as registry
+
+    table = r.sub("runtime_settings", {})
+    declared = [registry.get(n) for n in runtimes]
+    common = {o.name: o for o in declared[0].settings}
+    for rt in declared[1:]:
+        common = {k: o for k, o in common.items() if k in {x.name for x in rt.settings}}
+    for key in table.table:
+        if key not in common:
+            lacking = [rt.name for rt in declared if key not in {o.name for o in rt.settings}]
+            raise table.unknown(key, f"not a setting of runtime {', '.join(lacking)} "
+                                     f"(known: {', '.join(common) or 'none'})")
+    values = read_options(table, tuple(common.values()), None, f"runtime {', '.join(runtimes)}")
+    return {k: v for k, v in values.items() if k in table.table}
+
+
+def _read_options(r: Reader, backend, precision: str) -> dict:
+    given = r.get("options", dict, "a table of backend options", {})
+    if backend.options is None:   # a custom backend: its options are its own business
+        return dict(given)
+    if "runtime" in given:
+        raise r.unknown("options.runtime", "runtime settings have their own table now: "
+                                           "runtime_settings = { ... } beside 'runtime'")
+    return read_options(r.sub("options", {}), backend.options, precision, backend.name)
+
+
 def load_target_profile(path: str | Path) -> TargetProfile:
+    from deployer import backends
+
     path = Path(path)
     raw = _read_toml(path, "target profile")
-    top = _Reader(path, raw)
+    top = Reader(path, raw)
     top.reject_unknown({"name", "description", "artifacts", "thresholds", "page"})
     name = top.get("name", str, "the platform name", path.stem)
     shared = {}
@@ -349,23 +418,27 @@ def load_target_profile(path: str | Path) -> TargetProfile:
     for precision, table in thr.items():
         if precision not in PRECISIONS or not isinstance(table, dict):
             raise top.fail(f"thresholds.{precision}", f"a table named after a precision ({', '.join(PRECISIONS)})")
-        shared[precision] = _thresholds(_Reader(path, table, f"thresholds.{precision}."))
+        shared[precision] = _thresholds(Reader(path, table, f"thresholds.{precision}."))
     plans = []
+    known = ", ".join(backends.registry())
     for r in top.tables("artifacts"):
-        r.reject_unknown({"backend", "precision", "variant", "runtime", "options", "thresholds", "warn_only"})
-        backend = r.get("backend", str, f"a backend ({', '.join(BACKENDS)}) or 'package.module:object'")
-        if backend not in BACKENDS and ":" not in backend:
-            raise r.fail("backend", f"one of {', '.join(BACKENDS)} or 'package.module:object'", backend)
+        r.reject_unknown({"backend", "precision", "variant", "runtime", "runtime_settings", "options", "thresholds",
+                          "warn_only"})
+        name_ = r.get("backend", str, f"a backend ({known}) or 'package.module:function'")
+        if ":" not in name_ and name_ not in backends.registry():
+            raise r.fail("backend", f"one of {known} or 'package.module:function'", name_)
+        backend = backends.get(name_)
         precision = r.get("precision", str, "a precision", choices=PRECISIONS)
-        runtime = r.get("runtime", (str, list), "a runtime name or a list of them", DEFAULT_RUNTIMES.get(backend, []))
-        runtimes = [runtime] if isinstance(runtime, str) else list(runtime)
-        if not runtimes or not all(isinstance(x, str) and x for x in runtimes):
-            raise r.fail("runtime", "a runtime (or list of runtimes) to verify the artifact with", runtime)
+        if precision not in backend.precisions:
+            raise r.unknown("precision", f"backend '{backend.name}' does not build '{precision}' "
+                                         f"(it builds: {', '.join(backend.precisions)})")
+        runtimes = _read_runtimes(r, backend)
         thresholds = {**DEFAULT_THRESHOLDS.get(precision, {}), **shared.get(precision, {})}
         if "thresholds" in r.table:
             thresholds.update(_thresholds(r.sub("thresholds")))
-        plan = ArtifactPlan(backend=backend, precision=precision, runtimes=runtimes,
-                            options=r.get("options", dict, "a table of backend options", {}),
+        plan = ArtifactPlan(backend=name_, precision=precision, runtimes=runtimes,
+                            options=_read_options(r, backend, precision),
+                            runtime_settings=_read_runtime_settings(r, runtimes),
                             thresholds=thresholds,
                             warn_only=r.get("warn_only", bool, "true or false", False),
                             variant=r.get("variant", str, "a short name of letters, digits and -", ""))

@@ -1,8 +1,8 @@
 """Run one stage in a child process and hand back JSON.
 
 The parent (CLI, pipeline, parity, report) never imports an ML framework: torch,
-TensorFlow, coremltools and OpenVINO do not coexist in one process (DESIGN.md §5), and a
-segfault in a converter must fail one target, not the build. A stage is any importable
+TensorFlow, coremltools and OpenVINO do not coexist in one process (docs/ARCHITECTURE.md,
+"Process model"), and a segfault in a converter must fail one target, not the build. A stage is any importable
 function `package.module:function` taking JSON-able keyword arguments and returning a
 JSON-able value; files are exchanged through paths in those arguments.
 
@@ -13,7 +13,6 @@ chatter) go to a log file next to the request.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import signal
@@ -25,7 +24,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from deployer.errors import StageError, UserError
+from deployer.errors import KINDS, StageError, kind_of
+from deployer.registry import resolve
 
 DEFAULT_TIMEOUT_S = 1800
 
@@ -85,24 +85,25 @@ def run_stage(func: str, kwargs: dict, *, workdir: Path, name: str,
     payload = json.loads(result.read_text())
     if payload["ok"]:
         return StageResult(payload["value"], seconds, str(log))
-    if payload["kind"] == "user":
-        raise UserError(payload["error"])
-    raise StageError(f"{name}: {payload['error']} (log: {log})")
+    # Errors raised on purpose keep their type across the boundary; anything else is a bug
+    # in a stage (or a converter's exception) and fails that stage, naming its log.
+    if payload["kind"] in ("user", "unverifiable"):
+        raise KINDS[payload["kind"]](payload["error"])
+    raise KINDS.get(payload["kind"], StageError)(f"{name}: {payload['error']} (log: {log})")
 
 
 def _child(request_path: str) -> int:
     request = json.loads(Path(request_path).read_text())
     result_path = Path(request["result"])
     try:
-        module_name, _, attr = request["func"].partition(":")
-        func = getattr(importlib.import_module(module_name), attr)
-        value = func(**request["kwargs"])
+        value = resolve(request["func"])(**request["kwargs"])
         payload = {"ok": True, "value": value}
-    except UserError as exc:
-        payload = {"ok": False, "kind": "user", "error": str(exc)}
     except Exception as exc:  # noqa: BLE001 - any failure of a stage is reported, not raised
-        traceback.print_exc()
-        payload = {"ok": False, "kind": "internal", "error": f"{type(exc).__name__}: {exc}"}
+        kind = kind_of(exc)
+        if kind is None:
+            traceback.print_exc()
+        payload = {"ok": False, "kind": kind or "internal",
+                   "error": str(exc) if kind else f"{type(exc).__name__}: {exc}"}
     tmp = result_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload))
     os.replace(tmp, result_path)

@@ -62,13 +62,19 @@ def test_missing_weights_file_is_named(tmp_path):
         load_model_spec(path)
 
 
+# Where a bundled profile departs from the default thresholds, on purpose (see its comments).
+PROFILE_OVERRIDES = {("android", "tflite", "int8"): {"max_map50_drop": 2.0},
+                     ("ios", "coreml", "fp16"): {"min_cosine": 0.999}}
+
+
 def test_bundled_profiles_load_with_default_thresholds():
-    for name in ("web", "android", "embedded"):
+    for name in ("web", "android", "embedded", "ios"):
         profile = load_target_profile(find_target(name, ROOT / "targets"))
         assert profile.artifacts
         for plan in profile.artifacts:
-            for key, value in DEFAULT_THRESHOLDS[plan.precision].items():
-                assert key in plan.thresholds and (plan.thresholds[key] == value or key == "max_map50_drop")
+            expected = {**DEFAULT_THRESHOLDS[plan.precision],
+                        **PROFILE_OVERRIDES.get((name, plan.backend, plan.precision), {})}
+            assert plan.thresholds == expected, (name, plan.key)
 
 
 def test_profile_errors_name_field(tmp_path):
@@ -100,3 +106,90 @@ def test_cli_bad_spec_exits_2_without_traceback(tmp_path):
     assert result.returncode == 2
     assert "outputs.names" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "dist").exists()
+
+
+def _profile(tmp_path, body: str):
+    path = tmp_path / "board.toml"
+    path.write_text('name = "board"\n[[artifacts]]\n' + body)
+    return path
+
+
+@pytest.mark.parametrize("body,field,message", [
+    ('backend = "onnx"\nprecision = "int8"\noptions = { calibraton_images = 8 }\n',
+     "artifacts[0].options.calibraton_images",
+     "unknown option for onnx int8 (known: calibration_images, exclude, fallback_rounds, fallback_layers, "
+     "calibration_method)"),
+    ('backend = "onnx"\nprecision = "fp32"\noptions = { calibration_images = 8 }\n',
+     "artifacts[0].options.calibration_images", "applies to onnx int8 only, not fp32"),
+    ('backend = "tflite"\nprecision = "int8"\noptions = { io = "uint8" }\n',
+     "artifacts[0].options.io", "expected one of int8, float, got 'uint8'"),
+    ('backend = "tflite"\nprecision = "int8"\noptions = { exclude = ["conv1"] }\n',
+     "artifacts[0].options.exclude", "unknown option for tflite int8 (known: calibration_images, io)"),
+    ('backend = "onnx"\nprecision = "int8"\noptions = { calibration_images = 0 }\n',
+     "artifacts[0].options.calibration_images", "an integer >= 1, got 0"),
+    ('backend = "openvino"\nprecision = "fp32"\noptions = { runtime = { precision_hint = "f32" } }\n',
+     "artifacts[0].options.runtime", "runtime settings have their own table"),
+    ('backend = "openvino"\nprecision = "fp32"\nruntime_settings = { precison_hint = "f32" }\n',
+     "artifacts[0].runtime_settings.precison_hint",
+     "not a setting of runtime openvino (known: threads, precision_hint)"),
+    ('backend = "openvino"\nprecision = "fp32"\nruntime_settings = { precision_hint = "f64" }\n',
+     "artifacts[0].runtime_settings.precision_hint", "expected one of f32, bf16, f16"),
+    ('backend = "onnx"\nprecision = "fp32"\nruntime = ["onnxruntime", "ort-web-node"]\n'
+     'runtime_settings = { threads = 2 }\n',
+     "artifacts[0].runtime_settings.threads", "not a setting of runtime ort-web-node"),
+    ('backend = "openvino"\nprecision = "dynamic"\n', "artifacts[0].precision",
+     "backend 'openvino' does not build 'dynamic' (it builds: fp32, fp16, int8)"),
+    ('backend = "tflm"\nprecision = "int8"\n', "artifacts[0].backend", "one of coreml, onnx, openvino, tfjs, tflite"),
+    ('backend = "onnx"\nprecision = "fp32"\nruntime = "litert"\n', "artifacts[0].runtime",
+     "'litert' does not run onnx artifacts (onnx); runtimes that do: ort-web-node, ort-web-chromium, onnxruntime, "
+     "openvino"),
+    ('backend = "onnx"\nprecision = "fp32"\nruntime = "tvm"\n', "artifacts[0].runtime", "runtimes among"),
+])
+def test_profile_options_and_combinations_are_checked_on_load(tmp_path, body, field, message):
+    path = _profile(tmp_path, body)
+    with pytest.raises(UserError) as err:
+        load_target_profile(path)
+    text = str(err.value)
+    assert text.startswith(f"{path}: field '{field}'") and message in text, text
+
+
+def test_profile_options_get_their_defaults(tmp_path):
+    plan = load_target_profile(_profile(tmp_path, 'backend = "onnx"\nprecision = "int8"\n'
+                                                  'options = { calibration_method = "entropy" }\n')).artifacts[0]
+    assert plan.options == {"calibration_images": 64, "exclude": [], "fallback_rounds": 3, "fallback_layers": 2,
+                            "calibration_method": "entropy"}
+    plan = load_target_profile(_profile(tmp_path, 'backend = "openvino"\nprecision = "fp32"\n'
+                                                  'runtime_settings = { threads = 1 }\n')).artifacts[0]
+    assert plan.options == {} and plan.runtime_settings == {"threads": 1} and plan.runtimes == ["openvino"]
+
+
+def test_custom_backend_options_pass_through(tmp_path):
+    plan = load_target_profile(_profile(tmp_path, 'backend = "mypkg.npu:build"\nprecision = "int8"\n'
+                                                  'runtime = "onnxruntime"\noptions = { cores = 4 }\n')).artifacts[0]
+    assert plan.options == {"cores": 4}
+
+
+def test_cli_misspelled_option_exits_2_before_any_work(tmp_path):
+    spec = write_spec(tmp_path)
+    path = _profile(tmp_path, 'backend = "onnx"\nprecision = "int8"\noptions = { calibraton_images = 8 }\n')
+    result = run_cli("build", str(spec), "--target", str(path), "--out", str(tmp_path / "dist"))
+    assert result.returncode == 2, result.stderr
+    assert "board.toml: field 'artifacts[0].options.calibraton_images': unknown option" in result.stderr
+    assert "calibration_images" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "dist").exists()
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ('scores = "scores"', 'scores = "scores"\nbox_format = "xywh"', "head.box_format': expected one of xyxy, cxcywh"),
+    ('scores = "scores"', 'scores = "scores"\nanchors = "a.npy"', "head.anchors': unknown field for head type "
+                                                                  "'boxes_scores' (known: boxes, scores, box_format)"),
+    ('scores = "scores"\n', "", "head.scores': missing (the name of the scores output"),
+    ('type = "boxes_scores"', 'type = "boxes_scores"\nscore_threshold = 1.5', "head.score_threshold'"),
+    ('type = "boxes_scores"', 'type = "yolo9000"', "head.type': expected one of boxes_scores, raw"),
+])
+def test_head_fields_are_checked_by_the_head_type(tmp_path, old, new, message):
+    path = write_spec(tmp_path)
+    path.write_text(path.read_text().replace(old, new, 1))
+    with pytest.raises(UserError) as err:
+        load_model_spec(path)
+    assert message in str(err.value), str(err.value)

@@ -2,8 +2,9 @@
 
 coremltools 9 no longer reads ONNX: a torch source is traced and converted, a TensorFlow
 source goes through coremltools' TF2 frontend. torch, TensorFlow and coremltools must not
-share a process (DESIGN.md §5: `ct.convert` of a traced model segfaulted once TensorFlow was
-imported), so for torch sources TensorFlow is blocked before coremltools is imported.
+share a process (`ct.convert` of a traced model segfaulted once TensorFlow was imported:
+docs/ARCHITECTURE.md, "Toolchain facts"), so for torch sources TensorFlow is blocked before
+coremltools is imported.
 
 Precisions: fp16 (mlprogram computing in float16) and int8 (float16 program with int8
 linearly quantized weights, `coremltools.optimize`). The input is an image (ImageType)
@@ -16,8 +17,14 @@ import json
 import sys
 from pathlib import Path
 
+from deployer.backends.base import Backend
 from deployer.errors import UserError
 from deployer.spec import ModelSpec
+
+BACKEND = Backend(
+    name="coreml", build="deployer.backends.coreml:build", format="mlpackage", precisions=("fp16", "int8"),
+    runtimes=("coreml",),
+    summary="CoreML ML program (.mlpackage) converted from the source model: fp16, int8 weights")
 
 
 def _image_input(ct, spec: ModelSpec):

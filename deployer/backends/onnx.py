@@ -11,11 +11,24 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from deployer.errors import UserError
-from deployer.quantize.feeds import DEFAULT_COUNT, calibration_batches
+import numpy as np
+
+from deployer.backends.base import Backend, int8_options
+from deployer.options import Option
+from deployer.quantize.feeds import calibration_batches
 from deployer.spec import ModelSpec
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+
+BACKEND = Backend(
+    name="onnx", build="deployer.backends.onnx:build", format="onnx", precisions=("fp32", "fp16", "int8"),
+    runtimes=("onnxruntime",),
+    options=int8_options(fallback=True) + (
+        Option("calibration_method", str, "minmax", "ONNX Runtime calibrator", choices=CALIBRATION_METHODS,
+               precisions=("int8",)),),
+    layer_outputs="deployer.backends.onnx:layer_outputs", keeps_float=True, web_engine="ort",
+    op_support="deployer.backends.onnx:unsupported_ops",
+    summary="ONNX for ONNX Runtime and ONNX Runtime Web: fp32, fp16, static INT8 (QDQ)")
 
 
 def _fp16(onnx_path: str, out: Path) -> list[str]:
@@ -30,16 +43,17 @@ def _fp16(onnx_path: str, out: Path) -> list[str]:
 
 
 def _int8(onnx_path: str, spec: ModelSpec, options: dict, calibration: str, out: Path) -> tuple[list[str], dict]:
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    method = options.get("calibration_method", "minmax")
-    if method not in CALIBRATION_METHODS:
-        raise UserError(f"onnx int8: option 'calibration_method' must be one of {', '.join(CALIBRATION_METHODS)}, "
-                        f"got {method!r}")
-    count = int(options.get("calibration_images", DEFAULT_COUNT))
-    feeds = calibration_batches(calibration, spec, count)
+    method = options["calibration_method"]
+    feeds = calibration_batches(calibration, spec, options["calibration_images"])
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -48,7 +62,7 @@ def _int8(onnx_path: str, spec: ModelSpec, options: dict, calibration: str, out:
         def get_next(self):
             return next(self.it, None)
 
-    exclude = list(options.get("exclude", []))
+    exclude = list(options["exclude"])
     with tempfile.TemporaryDirectory() as tmp:
         prepped = Path(tmp) / "prepped.onnx"
         quant_pre_process(onnx_path, str(prepped), skip_symbolic_shape=True)
@@ -74,3 +88,31 @@ def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: st
         return {**result, "notes": _fp16(onnx_path, out)}
     notes, info = _int8(onnx_path, spec, options, calibration, out)
     return {**result, "notes": notes, "quantization": info}
+
+
+def layer_outputs(artifact: str, wanted: set[str], feeds: list[dict]) -> dict[str, np.ndarray]:
+    """Per-layer probe: the artifact's tensors under the float graph's names."""
+    import onnx
+
+    from deployer.ir.probe import expose_all, run_exposed
+
+    raw = run_exposed(expose_all(onnx.load(artifact)), feeds)
+    # In a QDQ graph the value consumers see is the DequantizeLinear output (the float
+    # tensor of the same name can be, e.g., a Conv output before its fused ReLU).
+    measured = {}
+    for name in wanted:
+        value = raw.get(f"{name}_DequantizeLinear_Output", raw.get(name))
+        if value is not None:
+            measured[name] = value
+    return measured
+
+
+def unsupported_ops(path: str, ops: dict) -> list[str]:
+    """What ONNX Runtime's CPU provider refuses in this model (its message names the op)."""
+    import onnxruntime as ort
+
+    try:
+        ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        return []
+    except Exception as exc:  # noqa: BLE001 - the session's message names the op
+        return [str(exc).splitlines()[0][:200]]

@@ -3,7 +3,8 @@ writes, with the model's labels, inputs, preprocessing and head in `userDefinedM
 
 Precisions are TF.js weight quantizations: fp32 (none), fp16 (float16 weights) and
 dynamic (uint8 affine weights, dequantized to float32 on load: the compute stays float).
-tensorflowjs 4.22 cannot be installed with its dependencies (DESIGN.md §5): it is
+tensorflowjs 4.22 cannot be installed with its dependencies (docs/ARCHITECTURE.md,
+"Toolchain facts"): it is
 installed without them, and the two modules it imports but this converter never uses are
 stubbed before the import.
 """
@@ -15,11 +16,19 @@ import tempfile
 import types
 from pathlib import Path
 
+from deployer.backends.base import Backend
 from deployer.backends.tflite import convert
 from deployer.spec import ModelSpec
 
 QUANTIZATION = {"fp32": None, "fp16": {"float16": "*"}, "dynamic": {"uint8": "*"}}
 SHARD_BYTES = 1024 * 1024
+
+BACKEND = Backend(
+    name="tfjs", build="deployer.backends.tfjs:build", format="tfjs-graph-model",
+    precisions=tuple(QUANTIZATION), runtimes=("tfjs-node", "tfjs-chromium"), web_engine="tfjs",
+    # The graph model is converted from onnx2tf's SavedModel: what onnx2tf refuses, TF.js never sees.
+    op_support="deployer.backends.tflite:unsupported_ops",
+    summary="TF.js graph model (model.json + shards): fp32, fp16 or uint8 weight storage")
 
 
 def _converter():

@@ -6,13 +6,14 @@ op in int8, calibrated on our calibration feeds; int8 inputs and outputs by defa
 float ones with option `io = "float"`).
 
 onnx2tf fetches a sample image file from the internet whenever the input is a 4-D image
-(DESIGN.md §5); its download function is replaced by one that returns our own
+(docs/ARCHITECTURE.md, "Toolchain facts"); its download function is replaced by one that returns our own
 calibration images, so the conversion never touches the network.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import shutil
 import tempfile
@@ -20,13 +21,23 @@ from pathlib import Path
 
 import numpy as np
 
-from deployer.errors import UserError
-from deployer.quantize.feeds import DEFAULT_COUNT, calibration_array
+from deployer.backends.base import Backend, int8_options
+from deployer.options import Option
+from deployer.quantize.feeds import calibration_array
 from deployer.spec import ModelSpec
 
 # The file onnx2tf writes for each precision (and the flag that asks for it).
 ONNX2TF_FILES = {"fp32": "_float32.tflite", "fp16": "_float16.tflite", "dynamic": "_dynamic_range_quant.tflite"}
 INT8_FILES = {"int8": "_full_integer_quant.tflite", "float": "_integer_quant.tflite"}
+
+BACKEND = Backend(
+    name="tflite", build="deployer.backends.tflite:build", format="tflite",
+    precisions=("fp32", "fp16", "dynamic", "int8"), runtimes=("litert",),
+    options=int8_options(fallback=False) + (
+        Option("io", str, "int8", "full-integer inputs and outputs, or float ones around an int8 body",
+               choices=tuple(INT8_FILES), precisions=("int8",)),),
+    op_support="deployer.backends.tflite:unsupported_ops",
+    summary="TFLite through onnx2tf: fp32, fp16, dynamic range, full-integer INT8")
 
 
 def _tile_as_concat(src: str, dst: Path) -> None:
@@ -93,11 +104,9 @@ def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: st
         kwargs["output_dynamic_range_quantized_tflite"] = True
         notes.append("dynamic range: int8 weights, float activations (not a full-integer model)")
     elif precision == "int8":
-        io = options.get("io", "int8")
-        if io not in INT8_FILES:
-            raise UserError(f"tflite int8: option 'io' must be 'int8' or 'float', got {io!r}")
+        io = options["io"]
         suffix = INT8_FILES[io]
-        count = int(options.get("calibration_images", DEFAULT_COUNT))
+        count = options["calibration_images"]
         with tempfile.NamedTemporaryFile(suffix=".npy", dir=out_dir, delete=False) as f:
             calib_npy = f.name
         x = calibration_array(calibration, spec, count, layout="NHWC")
@@ -127,3 +136,8 @@ def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: st
     if quant:
         result["quantization"] = quant
     return result
+
+
+def unsupported_ops(path: str, ops: dict) -> list[str]:
+    """ONNX ops onnx2tf has no converter for (it has one module per op it converts)."""
+    return [op for op in ops if importlib.util.find_spec(f"onnx2tf.ops.{op}") is None]

@@ -14,7 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from deployer.errors import UserError
+from deployer.frontends.base import Frontend
+from deployer.runtimes.base import Runner, Runtime, Tensor
 from deployer.spec import ModelSpec
+
+FRONTEND = Frontend(kind="tensorflow", lower="deployer.frontends.tensorflow:lower", reference_runtime="tensorflow",
+                    summary="TensorFlow: a SavedModel folder, a Keras .keras or .h5 file (tf2onnx)")
+RUNTIMES = (Runtime("tensorflow", "deployer.frontends.tensorflow:TensorFlowRunner", accepts=(), settings=(),
+                    reference=True, family="tensorflow", summary="the TensorFlow source model itself (reference)"),)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -118,19 +125,23 @@ def lower(spec: dict, out_path: str, source_sha256: str, toolchain: dict) -> dic
             "exporter_note": "", "source_form": form}
 
 
-class TensorFlowRunner:
+class TensorFlowRunner(Runner):
     """The reference: the source model run by TensorFlow itself."""
 
-    def __init__(self, spec: ModelSpec):
-        self.spec = spec
+    runtime = "tensorflow"
 
-    def __enter__(self):
-        self.call, _ = load(self.spec)
-        return self
+    def load(self) -> None:
+        import tensorflow as tf
 
-    def __exit__(self, *exc):
+        self.call, form = load(self.spec)
+        self.settings = {"tensorflow": tf.__version__, "source_form": form}
+
+    def unload(self) -> None:
         self.call = None
 
-    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def io(self):
+        return [Tensor(i.name) for i in self.spec.inputs], [Tensor(n) for n in self.spec.outputs]
+
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outs = _ordered(self.call(*[feed[i.name] for i in self.spec.inputs]), self.spec)
         return {name: np.asarray(t) for name, t in zip(self.spec.outputs, outs)}

@@ -14,7 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from deployer.errors import UserError
+from deployer.frontends.base import Frontend
+from deployer.runtimes.base import THREADS, Runner, Runtime, Tensor
 from deployer.spec import ModelSpec
+
+FRONTEND = Frontend(kind="torch", lower="deployer.frontends.torch:lower", reference_runtime="torch",
+                    summary="PyTorch: a factory (+ state_dict), TorchScript or a torch.export .pt2")
+RUNTIMES = (Runtime("torch", "deployer.frontends.torch:TorchRunner", accepts=(), settings=(THREADS,),
+                    reference=True, family="torch", summary="the PyTorch source model itself (reference)"),)
 
 
 def _import_factory(spec: ModelSpec):
@@ -134,25 +141,28 @@ def lower(spec: dict, out_path: str, source_sha256: str, toolchain: dict) -> dic
     return {**info, "exporter": exporter, "exporter_note": note, "source_form": form}
 
 
-class TorchRunner:
+class TorchRunner(Runner):
     """The reference: the source model run by PyTorch itself."""
 
-    def __init__(self, spec: ModelSpec, threads: int | None = None):
-        self.spec, self.threads = spec, threads
+    runtime = "torch"
 
-    def __enter__(self):
+    def load(self) -> None:
         import torch
 
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        model, _ = load(self.spec)
+        threads = int(self.options.get("threads", 0))
+        if threads:
+            torch.set_num_threads(threads)
+        model, form = load(self.spec)
         self.model = _as_callable(model)
-        return self
+        self.settings = {"torch": torch.__version__, "source_form": form, "threads": threads or "default"}
 
-    def __exit__(self, *exc):
+    def unload(self) -> None:
         self.model = None
 
-    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def io(self):
+        return [Tensor(i.name) for i in self.spec.inputs], [Tensor(n) for n in self.spec.outputs]
+
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
         with torch.no_grad():

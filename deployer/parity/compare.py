@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from deployer.parity.detection import (EVAL_SCORE_THRESHOLD, Detections, decode_boxes_scores,
-                                       mean_average_precision)
+from deployer.heads import registry as heads
+from deployer.parity.detection import EVAL_SCORE_THRESHOLD, Detections, mean_average_precision
 from deployer.parity.tensor import tensor_metrics
 from deployer.parity.verdict import judge
 from deployer.spec import ModelSpec
@@ -26,15 +26,18 @@ class EvalSet:
 
 
 def decode_all(outputs: dict[str, np.ndarray], spec: ModelSpec, score_threshold: float) -> list[Detections]:
-    head = spec.head
-    boxes, scores = outputs[head.boxes], outputs[head.scores]
-    return [decode_boxes_scores(boxes[k], scores[k], head.box_format, score_threshold, head.iou_threshold,
-                                head.max_detections) for k in range(len(boxes))]
+    """Detections per image (network-input pixels) through the spec's head type."""
+    return heads()[spec.head.type].decode(outputs, spec.head, score_threshold)
+
+
+def detects(spec: ModelSpec) -> bool:
+    """Whether the spec's head gives detections (detection parity, the demo page)."""
+    return heads()[spec.head.type].detects
 
 
 def detection_metrics(reference: dict, outputs: dict, spec: ModelSpec, evalset: EvalSet) -> dict | None:
     """Agreement mAP (artifact scored against the reference's confident detections) and labelled mAP."""
-    if spec.head.type != "boxes_scores":
+    if not detects(spec):
         return None
     ref_dets = decode_all(reference, spec, EVAL_SCORE_THRESHOLD)
     out_dets = decode_all(outputs, spec, EVAL_SCORE_THRESHOLD)

@@ -1,15 +1,22 @@
-"""Does the web demo page draw what the source model detects? Page detections (image
-coordinates, from Chromium) against the reference model's detections on the same images."""
+"""Does the web demo page draw what the source model detects? The page is written, opened
+in headless Chromium on sample images (a worker stage), and the detections it draws (image
+coordinates) are compared with the reference model's detections on the same images."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from deployer import stages as stage_names
 from deployer.datasets.preprocess import resize
 from deployer.parity.compare import decode_all
 from deployer.parity.detection import box_iou
 from deployer.spec import ModelSpec
+from deployer.stages import attempt
+
+PAGE_SAMPLES = 3
 
 MIN_IOU = 0.5
 MIN_RATE = 0.9
@@ -71,3 +78,26 @@ def compare_page(results: list[dict], reference: dict[str, list[dict]], sample_t
                            f"{m['matched']} of the reference's {m['reference']} confident boxes drawn "
                            f"(IoU >= {MIN_IOU}, same label)")
     return {"models": models, "verdict": "fail" if reasons else "pass", "reasons": reasons}
+
+
+def check_demo_page(prep, spec: ModelSpec, target: str, entries: list[dict], staging: Path) -> dict:
+    """Write the web demo page into a target's staging folder, run it in headless Chromium on
+    sample images and compare the boxes it draws with the reference model's; the screenshot
+    stays in the target folder."""
+    from deployer.report.web_page import write_page
+
+    samples = [Path(p) for p in prep.evalset.paths[:PAGE_SAMPLES]]
+    urls, error = attempt(lambda: write_page(staging, spec, entries, samples))
+    if not error and not urls:
+        return {"verdict": "unverified", "reasons": ["no web artifact to show on the page"]}
+    if not error:
+        result, error = attempt(lambda: prep.stages.run(
+            stage_names.CHECK_PAGE, f"page-{target}", page_dir=str(staging), screenshot=str(staging / "demo.png")))
+    if error:
+        return {"verdict": "fail", "reasons": [f"demo page: {error}"]}
+    result = result.value
+    reference = reference_detections(prep.reference, spec, [str(p) for p in samples])
+    page = compare_page(result["results"], reference, dict(zip(urls, map(str, samples))), spec.head.score_threshold)
+    page.update({"screenshot": f"{target}/demo.png", "browser": result["browser"], "page_errors": result["errors"],
+                 "samples": urls})
+    return page

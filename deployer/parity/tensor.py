@@ -6,11 +6,29 @@ import math
 
 import numpy as np
 
-# Bit-exact outputs have infinite SNR; JSON has no infinity, so they are recorded as this.
+# Bit-exact outputs have infinite SNR; JSON has no infinity, so SNR is bounded by +-this
+# (an exact match reads 300 dB, noise on an all-zero reference -300 dB) everywhere.
 SNR_EXACT_DB = 300.0
 
 
+def snr_db(signal: float, noise: float) -> float:
+    """10*log10(signal/noise) from the sums of squares, bounded to +-SNR_EXACT_DB."""
+    if noise == 0:
+        return SNR_EXACT_DB
+    if signal <= 0:
+        return -SNR_EXACT_DB
+    return max(-SNR_EXACT_DB, min(SNR_EXACT_DB, 10 * math.log10(signal / noise)))
+
+
+def tensor_snr_db(reference: np.ndarray, output: np.ndarray) -> float:
+    ref = reference.astype(np.float64).ravel()
+    diff = ref - output.astype(np.float64).ravel()
+    return snr_db(float(ref @ ref), float(diff @ diff))
+
+
 def tensor_metrics(reference: np.ndarray, output: np.ndarray) -> dict[str, float]:
+    """Errors, cosine and SNR of one output against the reference (shapes must match: the
+    runner contract has checked them)."""
     ref = reference.astype(np.float64).ravel()
     out = output.astype(np.float64).ravel()
     if ref.shape != out.shape:
@@ -18,11 +36,6 @@ def tensor_metrics(reference: np.ndarray, output: np.ndarray) -> dict[str, float
     diff = ref - out
     norm = np.linalg.norm(ref) * np.linalg.norm(out)
     cosine = float(ref @ out / norm) if norm > 0 else float(np.array_equal(ref, out))
-    noise = float(diff @ diff)
-    signal = float(ref @ ref)
-    if noise == 0:
-        snr = SNR_EXACT_DB
-    else:
-        snr = min(SNR_EXACT_DB, 10 * math.log10(signal / noise)) if signal > 0 else -SNR_EXACT_DB
+    snr = snr_db(float(ref @ ref), float(diff @ diff))
     return {"max_abs": float(np.abs(diff).max(initial=0.0)), "mean_abs": float(np.abs(diff).mean()) if diff.size else 0.0,
             "cosine": cosine, "snr_db": snr}

@@ -55,3 +55,13 @@ def _fmt(value) -> str:
 
 ORDER = ("fail", "unverified", "warn", "pass")  # worst first
 
+
+def min_cosine(parity: dict) -> float:
+    """The lowest cosine over a run's outputs (-1 for a run without outputs: a crash)."""
+    return min((o["cosine"] for o in parity.get("outputs", {}).values()), default=-1.0)
+
+
+def worst_run(runs: list[dict]) -> dict:
+    """The run a multi-runtime artifact is judged by: the worst verdict, then the lowest cosine."""
+    return min(runs, key=lambda r: (ORDER.index(r["verdict"]), min_cosine(r)))
+

@@ -1,7 +1,8 @@
-"""Accuracy-aware fallback for INT8 artifacts that miss their thresholds.
+"""Accuracy-aware fallback for INT8 artifacts that miss their thresholds, on backends whose
+quantizer can keep named layers in float (`Backend.keeps_float`).
 
-Runs in the parent: each round is a per-layer analysis stage and a rebuild stage in
-workers (through `build_and_verify`, the pipeline's own build step).
+Runs in the parent: each round is a per-layer analysis stage and a rebuild (the same
+`artifacts.build_and_verify` every artifact goes through).
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ import os
 import shutil
 from pathlib import Path
 
-from deployer.errors import StageError, UserError
+from deployer import stages as stage_names
+from deployer.artifacts import build_and_verify
 from deployer.quantize.sensitivity import rank_for_fallback
 from deployer.spec import ArtifactPlan, ModelSpec
-from deployer.worker import run_stage
-
-BACKENDS = ("onnx", "openvino")  # those whose quantizer can keep named layers in float
+from deployer.stages import attempt
 
 
 def _round_summary(entry: dict, kept: list[str]) -> dict:
@@ -29,7 +29,7 @@ def _round_summary(entry: dict, kept: list[str]) -> dict:
             **{k: det.get(k) for k in ("agreement_map50", "agreement_map50_95", "map50")}}
 
 
-def _fallback_rank(entry: dict) -> tuple:
+def round_rank(entry: dict) -> tuple:
     """Order of preference among fallback rounds: passing first, then fewer misses, then figures."""
     parity = entry["parity"]
     det = parity.get("detection") or {}
@@ -38,8 +38,7 @@ def _fallback_rank(entry: dict) -> tuple:
             det.get("agreement_map50") or 0.0, det.get("agreement_map50_95") or 0.0, snr)
 
 
-def fallback(prep, spec: ModelSpec, target: str, plan: ArtifactPlan, staging: Path, opts, entry: dict,
-             build_and_verify) -> dict:
+def fallback(prep, spec: ModelSpec, target: str, plan: ArtifactPlan, staging: Path, entry: dict) -> dict:
     """Accuracy-aware fallback: keep the most damaging layers in float until the verdict passes.
 
     Each round ranks layers by their own SQNR drop (quantize/sensitivity.py) on calibration
@@ -47,31 +46,27 @@ def fallback(prep, spec: ModelSpec, target: str, plan: ArtifactPlan, staging: Pa
     rebuilds in a folder of its own; bounded by the profile's `fallback_rounds`. The best
     round (passing, else closest) is the artifact; the manifest lists every round.
     """
-    rounds = int(plan.options.get("fallback_rounds", 3))
-    per_round = int(plan.options.get("fallback_layers", 2))
-    kept: list[str] = list(plan.options.get("exclude", []))
+    rounds, per_round = plan.options["fallback_rounds"], plan.options["fallback_layers"]
+    kept: list[str] = list(plan.options["exclude"])
     history = [_round_summary(entry, kept)]
     candidates = [(entry, staging)]
     tag = f"{target}-{plan.key}"
     current = entry, staging
     for r in range(rounds):
-        try:
-            rows = run_stage("deployer.quantize.sensitivity:layer_errors",
-                             {"float_onnx": str(prep.onnx_path), "spec": spec.to_dict(), "backend": plan.backend,
-                              "artifact": str(current[1] / Path(current[0]["path"]).name),
-                              "inputs": str(prep.calib_inputs)},
-                             workdir=prep.work / "logs", name=f"layers-{tag}", timeout=opts.timeout,
-                             env=opts.worker_env).value
-        except (StageError, UserError) as exc:
-            entry.setdefault("notes", []).append(f"fallback stopped: per-layer analysis failed: {exc}")
+        rows, error = attempt(lambda: prep.stages.run(
+            stage_names.LAYER_ERRORS, f"layers-{tag}", float_onnx=str(prep.onnx_path), spec=spec.to_dict(),
+            backend=plan.backend, artifact=str(current[1] / Path(current[0]["path"]).name),
+            inputs=str(prep.calib_inputs)))
+        if error:
+            entry.setdefault("notes", []).append(f"fallback stopped: per-layer analysis failed: {error}")
             break
-        groups = rank_for_fallback(rows, kept)[:per_round * 2 ** r]
+        groups = rank_for_fallback(rows.value, kept)[:per_round * 2 ** r]
         if not groups:
             break
         kept = kept + [n for g in groups for n in g if n not in kept]
         folder = staging / f".fallback-{r + 1}"
         folder.mkdir()
-        candidate = build_and_verify(prep, spec, target, plan, folder, opts, {**plan.options, "exclude": kept})
+        candidate = build_and_verify(prep, spec, target, plan, folder, {**plan.options, "exclude": kept})
         if candidate["status"] != "built":
             entry.setdefault("notes", []).append(f"fallback round {r + 1} failed to build: {candidate['error']}")
             break
@@ -80,7 +75,7 @@ def fallback(prep, spec: ModelSpec, target: str, plan: ArtifactPlan, staging: Pa
         current = candidate, folder
         if candidate["parity"]["verdict"] != "fail":
             break
-    best, folder = max(candidates, key=lambda c: _fallback_rank(c[0]))
+    best, folder = max(candidates, key=lambda c: round_rank(c[0]))
     if folder != staging:
         for f in best["files"]:
             os.replace(folder / Path(f).name, staging / Path(f).name)

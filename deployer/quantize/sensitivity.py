@@ -4,81 +4,25 @@ Both models are run on the same inputs with every intermediate tensor exposed; e
 gets its SQNR in dB against the float one (10*log10(sum(ref^2)/sum((ref-out)^2))). A node's
 own damage is how far it pushes SQNR down from the worst of its inputs: that ranks the
 layers to keep in float, and the first tensor below a threshold says where accuracy
-starts to go. Tensors are matched by their ONNX names, so this works for ONNX artifacts
-(QDQ keeps the float tensors' names) and OpenVINO IR (which keeps ONNX tensor names).
-Worker stage (imports onnx, onnxruntime, openvino).
+starts to go. Tensors are matched by their ONNX names, so this works for backends whose
+artifacts keep them and that declare a probe (`Backend.layer_outputs`: ONNX QDQ keeps
+the float tensors' names, OpenVINO IR keeps ONNX tensor names).
+Worker stage (imports onnx, onnxruntime and the backend's runtime).
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from deployer import backends
+from deployer.ir.probe import expose_all, run_exposed
+from deployer.parity.tensor import SNR_EXACT_DB, tensor_snr_db
+from deployer.registry import resolve
 from deployer.spec import ModelSpec
 
-
-def _expose_all(model):
-    """A copy of an ONNX model with every typed float intermediate tensor as a graph output."""
-    import onnx
-
-    model = onnx.shape_inference.infer_shapes(model)
-    have = {o.name for o in model.graph.output}
-    produced = {o for node in model.graph.node for o in node.output}
-    for vi in model.graph.value_info:
-        if vi.name in produced and vi.name not in have and vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT:
-            model.graph.output.append(vi)
-    return model
-
-
-def _run_onnx(model, feeds: list[dict]) -> dict[str, np.ndarray]:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    # Keep every tensor as the graph computes it: no fusion may hide an exposed tensor.
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    runs = [session.run(names, f) for f in feeds]
-    return {n: np.stack([r[i] for r in runs]) for i, n in enumerate(names)}
-
-
-def _run_openvino(path: str, wanted: set[str], feeds: list[dict]) -> dict[str, np.ndarray]:
-    import openvino as ov
-
-    core = ov.Core()
-    model = core.read_model(path)
-    ports = {}
-    for op in model.get_ops():
-        if op.get_type_name() in ("Constant", "Parameter", "Result", "FakeQuantize", "Convert"):
-            continue
-        for out in op.outputs():
-            names = out.get_names() & wanted
-            if names:
-                ports[next(iter(names))] = out
-    model.add_outputs(list(ports.values()))
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    request = compiled.create_infer_request()
-    lookup = {}
-    for out in compiled.outputs:
-        for n in out.get_names():
-            if n in ports:
-                lookup[n] = out
-    collected = {n: [] for n in lookup}
-    for f in feeds:
-        result = request.infer(f)
-        for n, port in lookup.items():
-            collected[n].append(np.asarray(result[port]).copy())
-    return {n: np.stack(v) for n, v in collected.items()}
-
-
-def sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
-    ref = ref.astype(np.float64).ravel()
-    noise = float(((ref - out.astype(np.float64).ravel()) ** 2).sum())
-    signal = float((ref ** 2).sum())
-    if noise == 0:
-        return math.inf
-    return 10 * math.log10(signal / noise) if signal > 0 else -math.inf
+# The first lossy layer after exact inputs is charged its loss below this (a float layer
+# computes to ~120 dB at best, so a drop to 40 dB there costs 60 dB, like a drop elsewhere).
+FIRST_LAYER_REF_DB = 100.0
 
 
 def layer_errors(float_onnx: str, artifact: str, backend: str, spec: dict, inputs: str, count: int = 16) -> list[dict]:
@@ -88,19 +32,13 @@ def layer_errors(float_onnx: str, artifact: str, backend: str, spec: dict, input
     spec = ModelSpec.from_dict(spec)
     data = np.load(inputs)
     feeds = [{i.name: data[i.name][k] for i in spec.inputs} for k in range(min(count, len(data[spec.inputs[0].name])))]
-    float_model = _expose_all(onnx.load(float_onnx))
-    reference = _run_onnx(float_model, feeds)
-    if backend == "onnx":
-        raw = _run_onnx(_expose_all(onnx.load(artifact)), feeds)
-        # In a QDQ graph the value consumers see is the DequantizeLinear output (the float
-        # tensor of the same name can be, e.g., a Conv output before its fused ReLU).
-        measured = {n: raw.get(f"{n}_DequantizeLinear_Output", raw.get(n)) for n in reference
-                    if f"{n}_DequantizeLinear_Output" in raw or n in raw}
-    elif backend == "openvino":
-        measured = _run_openvino(artifact, set(reference), feeds)
-    else:
+    float_model = expose_all(onnx.load(float_onnx))
+    reference = run_exposed(float_model, feeds)
+    probe = backends.get(backend).layer_outputs
+    if probe is None:
         raise ValueError(f"per-layer errors are not available for backend '{backend}'")
-    sqnr = {name: sqnr_db(reference[name], measured[name]) for name in reference
+    measured = resolve(probe)(artifact, set(reference), feeds)
+    sqnr = {name: tensor_snr_db(reference[name], measured[name]) for name in reference
             if name in measured and measured[name].shape == reference[name].shape}
     graph_inputs = {i.name for i in float_model.graph.input}
     producer = {o: node for node in float_model.graph.node for o in node.output}
@@ -108,7 +46,7 @@ def layer_errors(float_onnx: str, artifact: str, backend: str, spec: dict, input
     chain: dict[str, list[str]] = {}   # the unmeasured nodes folded into a measured one (Conv before its ReLU)
 
     def worst_input(node) -> tuple[float, list[str]]:
-        value, folded = math.inf, []
+        value, folded = SNR_EXACT_DB, []
         for i in node.input:
             if i in graph_inputs or i not in producer:
                 continue  # graph inputs and weights are exact
@@ -130,27 +68,23 @@ def layer_errors(float_onnx: str, artifact: str, backend: str, spec: dict, input
         out_sqnr = min(sqnr[o] for o in outs)
         for o in node.output:
             effective[o] = sqnr.get(o, out_sqnr)
-        drop = worst_in - out_sqnr if math.isfinite(worst_in) else (-out_sqnr if math.isfinite(out_sqnr) else 0.0)
-        if not math.isfinite(worst_in) and math.isfinite(out_sqnr):
-            drop = 100.0 - out_sqnr if out_sqnr < 100 else 0.0  # first lossy layer after exact inputs
+        if worst_in >= SNR_EXACT_DB:   # exact inputs: the first lossy layer
+            drop = max(0.0, FIRST_LAYER_REF_DB - out_sqnr)
+        else:
+            drop = worst_in - out_sqnr
         rows.append({"node": node.name, "op": node.op_type, "tensor": outs[0], "nodes": folded + [node.name],
-                     "sqnr_db": _finite(out_sqnr), "input_sqnr_db": _finite(worst_in), "drop_db": _finite(drop)})
+                     "sqnr_db": out_sqnr, "input_sqnr_db": worst_in, "drop_db": drop})
     return rows
-
-
-def _finite(x: float) -> float | None:
-    """JSON has no infinity: an exact match (infinite SQNR) is written as null."""
-    return x if math.isfinite(x) else None
 
 
 def rank_for_fallback(rows: list[dict], already: list[str]) -> list[list[str]]:
     """Groups of node names to keep in float, most damaging first; each group is one measured
     layer with the unmeasured nodes folded into it (a Conv fused with its ReLU)."""
-    ranked = sorted((r for r in rows if r["node"] not in already and (r["drop_db"] or 0) > 0),
+    ranked = sorted((r for r in rows if r["node"] not in already and r["drop_db"] > 0),
                     key=lambda r: r["drop_db"], reverse=True)
     return [r["nodes"] for r in ranked]
 
 
 def first_below(rows: list[dict], threshold_db: float) -> dict | None:
     """The first tensor, in graph order, whose SQNR falls below the threshold."""
-    return next((r for r in rows if r["sqnr_db"] is not None and r["sqnr_db"] < threshold_db), None)
+    return next((r for r in rows if r["sqnr_db"] < threshold_db), None)

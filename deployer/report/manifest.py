@@ -1,4 +1,5 @@
-"""dist/<model>/manifest.json: the one machine-readable result of a build (DESIGN.md §4)."""
+"""dist/<model>/manifest.json: the one machine-readable result of a build (docs/ARCHITECTURE.md,
+"The manifest")."""
 
 from __future__ import annotations
 
@@ -51,6 +52,24 @@ def merge_manifest(old: dict | None, new: dict, results: dict[str, tuple[list, d
     manifest["targets"] = targets
     manifest["artifacts"] = artifacts
     return manifest
+
+
+def build_record(spec, prep, tools: dict, version: str, seconds: float) -> dict:
+    """The build-wide part of a manifest: model, source, toolchain, ONNX form, evaluation set, times."""
+    return {
+        "model": spec.name,
+        "spec": spec.path,
+        "source": {"path": spec.source.path or spec.source.factory, "kind": spec.source.kind,
+                   "weights": spec.source.weights or None, "sha256": prep.source_sha256},
+        "toolchain": tools,
+        "deployer": version,
+        "onnx": {k: prep.onnx_info.get(k) for k in ("opset", "exporter", "exporter_note", "source_form",
+                                                    "simplify", "ops", "inputs", "outputs")},
+        "evaluation": {"images": prep.evalset.images, "skipped": prep.evalset.skipped,
+                       "labelled": prep.evalset.ground_truth is not None},
+        "stage_seconds": {k: round(v, 2) for k, v in prep.stage_seconds.items()},
+        "build_seconds": round(seconds, 2),
+    }
 
 
 def write_manifest(model_dir: Path, manifest: dict) -> Path:

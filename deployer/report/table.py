@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from deployer.parity.tensor import SNR_EXACT_DB
 
 STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "unverified": "magenta"}
 
@@ -79,7 +82,8 @@ def print_report(manifest: dict, targets: list[str] | None = None, console: Cons
             console.print(f"{name} demo page in Chromium: {page['verdict']}" + (f" ({rates})" if rates else "")
                           + (f"; screenshot {page['screenshot']}" if page.get("screenshot") else ""))
     for note in failure_notes(manifest, targets):
-        console.print(f"[red]x[/] {note}", highlight=False)
+        # escape: a note's "[runtime]" would otherwise be read as rich markup and vanish
+        console.print(f"[red]x[/] {escape(note)}", highlight=False)
 
 
 def _label(entry: dict) -> str:
@@ -131,4 +135,4 @@ def print_layers(manifest: dict, console: Console) -> None:
         console.print(f"[bold]{label}[/]: {where}")
         for r in layers["worst_drops"]:
             console.print(f"    {r['node']:28} {r['op']:10} drops {r['drop_db']:6.1f} dB -> "
-                          f"{'exact' if r['sqnr_db'] is None else format(r['sqnr_db'], '.1f') + ' dB'}")
+                          f"{'exact' if r['sqnr_db'] >= SNR_EXACT_DB else format(r['sqnr_db'], '.1f') + ' dB'}")

@@ -12,6 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
+from deployer import backends
 from deployer.errors import StageError
 from deployer.spec import ModelSpec
 
@@ -21,12 +22,13 @@ VENDOR = {
                    ["ort.wasm.min.js", "ort-wasm-simd-threaded.wasm", "ort-wasm-simd-threaded.mjs"]),
     "vendor/tf": (JS_DIR / "node_modules/@tensorflow/tfjs/dist", ["tf.min.js"]),
 }
-ENGINES = {"onnx": "ort", "tfjs": "tfjs"}
 
 
 def _model_entry(entry: dict, spec: ModelSpec, staging: Path) -> dict | None:
-    engine = ENGINES.get(entry["backend"])
-    if engine is None or entry["status"] != "built":
+    if entry["status"] != "built":
+        return None
+    engine = backends.get(entry["backend"]).web_engine
+    if engine is None:
         return None
     inp = spec.inputs[0]
     url = str(Path(entry["path"]).relative_to(entry["target"]))

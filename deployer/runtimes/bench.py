@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from deployer.runtimes import get
 from deployer.runtimes.run import make_runner
 from deployer.spec import ModelSpec
 
@@ -28,15 +29,18 @@ def _time_runs(runner, feed: dict, warmup: int, runs: int) -> dict:
             "latency_ms_min": round(float(t.min()), 4), "runs": runs, "warmup": warmup}
 
 
-def bench(runtime: str, artifact: str, spec: dict, inputs: str, options: dict, warmup: int = 10,
+def bench(runtime: str, artifact: str, spec: dict, inputs: str, settings: dict, warmup: int = 10,
           runs: int = 50) -> dict:
     spec = ModelSpec.from_dict(spec)
     data = np.load(inputs)
     feed = {i.name: data[i.name][0] for i in spec.inputs}
+    takes_threads = any(o.name == "threads" for o in get(runtime).settings)
     result = {}
     for threads in (1, 0):
-        with make_runner(runtime, artifact, spec, {**options, "threads": threads}) as runner:
+        # A runtime without a thread setting (the JavaScript ones run one thread) is timed as it is.
+        run_settings = {**settings, "threads": threads} if takes_threads else dict(settings)
+        with make_runner(runtime, artifact, spec, run_settings) as runner:
             figures = _time_runs(runner, feed, warmup, runs)
-            figures["settings"] = dict(getattr(runner, "settings", {}))
+            figures["settings"] = dict(runner.settings)
         result["threads_1" if threads == 1 else "threads_default"] = figures
     return result

@@ -16,10 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from deployer.runtimes.base import Runner, to_layout
+from deployer.errors import CannotVerify
+from deployer.runtimes.base import Runner, Runtime, Tensor
+
+RUNTIMES = (Runtime("coreml", "deployer.runtimes.coreml:CoreMLRunner", accepts=("mlpackage",), settings=(),
+                    family="coreml",
+                    summary="CoreML: coremltools predict on macOS, deployer's MIL interpreter elsewhere"),)
 
 
-class UnsupportedOp(Exception):
+class UnsupportedOp(CannotVerify):
     def __init__(self, op_type: str):
         super().__init__(f"MIL op '{op_type}' is not implemented by deployer's ML program interpreter")
         self.op_type = op_type
@@ -196,10 +201,10 @@ class MILProgram:
         return sorted({t for t in self.ops if t not in known})
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Feeds already shaped as the program's inputs (runner contract)."""
         env = {}
         for name, var in self.function.inputs.items():
-            # An image input is channels-first inside the program, whatever the source's layout.
-            x = to_layout(feeds[name], var.shape, f"ML program input '{name}'")
+            x = feeds[name]
             env[name] = x.astype(np.float16) if _is_fp16(var) else x.astype(np.float32)
         for op in self.function.operations:
             if op.op_type == "const":
@@ -231,47 +236,49 @@ class CoreMLRunner(Runner):
 
     runtime = "coreml"
 
-    def __enter__(self):
-        meta_pre = None
+    def load(self) -> None:
         if platform.system() == "Darwin":
             import coremltools as ct
 
             self.model = ct.models.MLModel(self.artifact)
-            self.engine = "coremltools.predict"
+            self.program = None
+            engine = "coremltools.predict"
             meta = self.model.user_defined_metadata
         else:
             sys.modules.setdefault("tensorflow", None)  # the interpreter needs no TF: keep it out
             self.program = MILProgram(self.artifact)
-            self.engine = "deployer MIL interpreter (numpy, float16 rounding)"
+            engine = "deployer MIL interpreter (numpy, float16 rounding)"
             meta = self.program.metadata
             missing = self.program.unsupported()
             if missing:
                 raise UnsupportedOp(", ".join(missing))
-        meta_pre = json.loads(meta.get("deployer.image_input", "null"))
-        self.image = meta_pre
-        self.settings = {"engine": self.engine, "image_input": bool(meta_pre)}
-        return self
+        self.image = json.loads(meta.get("deployer.image_input", "null"))
+        self.settings = {"engine": engine, "image_input": bool(self.image)}
+
+    def io(self):
+        # An image input is channels-first inside the program, whatever the source's layout.
+        if self.program is not None:
+            inputs = [Tensor(name, tuple(int(d) for d in var.shape))
+                      for name, var in self.program.function.inputs.items()]
+        else:
+            inputs = [Tensor(i.name, (1, 3, i.height, i.width)) for i in self.spec.inputs]
+        return inputs, [Tensor(name) for name in self.spec.outputs]
 
     def _to_pixels(self, x: np.ndarray) -> np.ndarray:
-        """Undo the spec's normalisation: the ImageType input takes raw pixel values."""
+        """Undo the spec's normalisation (x is NCHW here): the ImageType input takes raw pixels."""
         if not self.image:
             return x
         pre = self.spec.preprocess
-        c_axis = 1 if self.spec.inputs[0].layout == "NCHW" else 3
-        shape = [1] * x.ndim
-        shape[c_axis] = 3
-        return (x * np.asarray(pre.std, np.float32).reshape(shape) + np.asarray(pre.mean, np.float32).reshape(shape)) \
-            * pre.scale
+        std = np.asarray(pre.std, np.float32).reshape(1, 3, 1, 1)
+        mean = np.asarray(pre.mean, np.float32).reshape(1, 3, 1, 1)
+        return (x * std + mean) * pre.scale
 
-    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feed = {k: self._to_pixels(v) for k, v in feed.items()}
-        if hasattr(self, "model"):
-            from PIL import Image
+        if self.program is not None:
+            return self.program.run(feed)
+        from PIL import Image
 
-            inp = self.spec.inputs[0]
-            x = feed[inp.name][0]
-            hwc = x.transpose(1, 2, 0) if inp.layout == "NCHW" else x
-            out = self.model.predict({inp.name: Image.fromarray(np.clip(hwc, 0, 255).round().astype(np.uint8))})
-        else:
-            out = self.program.run(feed)
-        return {name: np.asarray(out[name], np.float32) for name in self.spec.outputs}
+        name = self.spec.inputs[0].name
+        hwc = feed[name][0].transpose(1, 2, 0)
+        return dict(self.model.predict({name: Image.fromarray(np.clip(hwc, 0, 255).round().astype(np.uint8))}))

@@ -1,9 +1,8 @@
 """JavaScript runners: ONNX Runtime Web (wasm) and TF.js (cpu), in Node and in headless
 Chromium, driven through deployer/runtimes/js/run.mjs.
 
-The whole input set goes to one Node process as .npy files (a process per image would
-cost more than the inference); inputs are given in the source layout and converted here
-(NHWC for TF.js graph models), outputs are matched to the spec's names and shapes.
+The runner contract (runtimes/base.py) converts inputs to the graph model's layout (NHWC
+for TF.js graph models from onnx2tf) and matches outputs to the spec's names and shapes.
 """
 
 from __future__ import annotations
@@ -17,11 +16,20 @@ from pathlib import Path
 import numpy as np
 
 from deployer.errors import StageError
-from deployer.runtimes.base import Runner, from_layout, to_layout
-from deployer.runtimes.litert import match_names
+from deployer.runtimes.base import Runner, Runtime, Tensor
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 CHROMIUM = "/usr/bin/chromium"
+NODE_TIMEOUT_S = 1800
+
+RUNTIMES = tuple(
+    # One wasm/cpu thread, fixed: these take no settings.
+    Runtime(name, f"deployer.runtimes.js:{cls}", accepts=(fmt,), settings=(), family="node", summary=text)
+    for name, cls, fmt, text in (
+        ("ort-web-node", "OrtWebNode", "onnx", "ONNX Runtime Web (wasm) in Node"),
+        ("ort-web-chromium", "OrtWebChromium", "onnx", "ONNX Runtime Web (wasm) in headless Chromium"),
+        ("tfjs-node", "TfjsNode", "tfjs-graph-model", "TF.js (cpu backend) in Node"),
+        ("tfjs-chromium", "TfjsChromium", "tfjs-graph-model", "TF.js (cpu backend) in headless Chromium")))
 
 
 def check_js_setup(where: str) -> None:
@@ -37,48 +45,40 @@ class JSRunner(Runner):
     engine = "ort"
     where = "node"
 
-    def __enter__(self):
+    def load(self) -> None:
         check_js_setup(self.where)
-        self.input_shapes = {}
-        if self.engine == "tfjs":
-            sig = json.loads(Path(self.artifact).read_text()).get("signature", {})
-            for key, info in sig.get("inputs", {}).items():
-                self.input_shapes[key] = [int(d["size"]) for d in info["tensorShape"]["dim"]]
-        self.expected = self.options.get("expected_outputs", {})
         self.settings = {"engine": self.engine, "where": self.where}
-        return self
 
-    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {k: v[0] for k, v in self.infer_all({k: v[None] for k, v in feed.items()}).items()}
+    def io(self):
+        if self.engine == "tfjs":  # a graph model's signature: NHWC shapes when onnx2tf made it so
+            sig = json.loads(Path(self.artifact).read_text()).get("signature", {})
+            inputs = [Tensor(key, tuple(int(d["size"]) for d in info["tensorShape"]["dim"]))
+                      for key, info in sig.get("inputs", {}).items()]
+            if inputs:
+                return inputs, None
+        return [Tensor(i.name) for i in self.spec.inputs], None   # ONNX keeps the spec's input names
 
-    def infer_all(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run every sample of (n, *sample_shape) inputs; return (n, *output_shape) outputs."""
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.infer_many_impl([feed])[0]
+
+    def infer_many_impl(self, feeds: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        """The whole set goes to one Node process as .npy files (a process per image would
+        cost more than the inference)."""
         with tempfile.TemporaryDirectory() as tmp:
             ins, outs = Path(tmp) / "in", Path(tmp) / "out"
             ins.mkdir()
             outs.mkdir()
-            names = match_names(list(feeds), list(self.input_shapes), f"{self.artifact} inputs") \
-                if self.input_shapes else {k: k for k in feeds}
-            for name, x in feeds.items():
-                key = names[name]
-                if key in self.input_shapes:
-                    x = np.stack([to_layout(s, self.input_shapes[key], f"{self.artifact} input '{name}'") for s in x])
-                np.save(ins / f"{key}.npy", np.ascontiguousarray(x, dtype=np.float32))
+            for name in feeds[0]:
+                np.save(ins / f"{name}.npy", np.stack([f[name] for f in feeds]).astype(np.float32))
             cmd = ["node", str(JS_DIR / "run.mjs"), "--engine", self.engine, "--model", str(self.artifact),
                    "--inputs", str(ins), "--outputs", str(outs), "--where", self.where]
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=float(self.options.get("timeout", 1800)))
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=NODE_TIMEOUT_S)
             if proc.returncode != 0:
                 tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
                 raise StageError(f"{self.engine} in {self.where} failed on {self.artifact}:\n{tail}")
             self.settings.update(json.loads((outs / "run.json").read_text()))
             produced = {p.stem: np.load(p) for p in outs.glob("*.npy")}
-        mapping = match_names(list(self.spec.outputs), list(produced), f"{self.artifact} outputs")
-        result = {}
-        for name, key in mapping.items():
-            y = produced[key]
-            expected = self.expected.get(name)
-            result[name] = np.stack([from_layout(s, expected, f"{self.artifact} output '{name}'") for s in y])
-        return result
+        return [{k: v[i] for k, v in produced.items()} for i in range(len(feeds))]
 
 
 class OrtWebNode(JSRunner):

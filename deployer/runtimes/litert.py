@@ -1,96 +1,58 @@
 """LiteRT (TensorFlow Lite) runner.
 
-onnx2tf writes NHWC models: inputs arrive here in the source layout and are transposed,
-quantized inputs are quantized with the tensor's own scale and zero point, and outputs
-are dequantized and transposed back to the source model's shapes.
+onnx2tf writes NHWC models, and full-integer ones take and give int8 tensors: the runner
+contract (runtimes/base.py) transposes and (de)quantizes from each tensor's own details.
 
 Tensor names vary by file: the float files keep the ONNX names in their signature, the
 quantized ones name them `output_0`, `output_1`, and the dynamic-range file has no
-signature at all (`Identity`, `Identity_1`). Names are matched exactly when they can be
-and otherwise by position, which onnx2tf keeps in the ONNX order.
+signature at all (`Identity`, `Identity_1`); `match_names` handles all three.
 """
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
-from deployer.errors import StageError
-from deployer.runtimes.base import Runner, dequantize, from_layout, quantize, to_layout
+from deployer.runtimes.base import THREADS, Runner, Runtime, Tensor
+
+RUNTIMES = (Runtime("litert", "deployer.runtimes.litert:LiteRTRunner", accepts=("tflite",), settings=(THREADS,),
+                    family="litert", summary="LiteRT (TensorFlow Lite) interpreter, XNNPACK on CPU"),)
 
 
-def _position(name: str) -> int:
-    match = re.search(r"(\d+)$", name)
-    return int(match.group(1)) if match else 0
-
-
-def match_names(wanted: list[str], available: list[str], what: str) -> dict[str, str]:
-    """Map each wanted (ONNX) name to a runtime tensor name."""
-    if len(wanted) != len(available):
-        raise StageError(f"{what}: the model has {len(available)} tensors ({', '.join(available)}), "
-                         f"the spec lists {len(wanted)} ({', '.join(wanted)})")
-    clean = {a.replace(":", "_").replace("/", "_").lstrip("_"): a for a in available}
-    if all(w in available or w in clean for w in wanted):
-        return {w: w if w in available else clean[w] for w in wanted}
-    ordered = sorted(available, key=_position)
-    return dict(zip(wanted, ordered))
+def _tensor(name: str, d: dict) -> Tensor:
+    scale, zero = d["quantization"]
+    return Tensor(name, tuple(int(s) for s in d["shape"]), np.dtype(d["dtype"]), float(scale), int(zero))
 
 
 class LiteRTRunner(Runner):
     runtime = "litert"
 
-    def __enter__(self):
+    def load(self) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         threads = int(self.options.get("threads", 0)) or None
         self.interpreter = Interpreter(model_path=self.artifact, num_threads=threads)
         signatures = self.interpreter.get_signature_list()
         if signatures:
-            key = next(iter(signatures))
-            self.runner = self.interpreter.get_signature_runner(key)
-            inputs, outputs = self.runner.get_input_details(), self.runner.get_output_details()
+            self.runner = self.interpreter.get_signature_runner(next(iter(signatures)))
+            self.inputs, self.outputs = self.runner.get_input_details(), self.runner.get_output_details()
         else:
             self.runner = None
             self.interpreter.allocate_tensors()
-            inputs = {d["name"]: d for d in self.interpreter.get_input_details()}
-            outputs = {d["name"]: d for d in self.interpreter.get_output_details()}
-        self.input_keys = match_names([i.name for i in self.spec.inputs], list(inputs), f"{self.artifact} inputs")
-        self.output_keys = match_names(list(self.spec.outputs), list(outputs), f"{self.artifact} outputs")
-        self.inputs = {w: inputs[a] for w, a in self.input_keys.items()}
-        self.outputs = {w: outputs[a] for w, a in self.output_keys.items()}
-        self.expected = self.options.get("expected_outputs", {})
+            self.inputs = {d["name"]: d for d in self.interpreter.get_input_details()}
+            self.outputs = {d["name"]: d for d in self.interpreter.get_output_details()}
         self.settings = {"threads": threads or "default", "signature": next(iter(signatures), None),
                          "input_dtype": np.dtype(next(iter(self.inputs.values()))["dtype"]).name}
-        return self
 
-    def __exit__(self, *exc):
+    def unload(self) -> None:
         self.runner = self.interpreter = None
 
-    def _invoke(self, args: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run with inputs keyed by spec name; return outputs keyed by spec name."""
+    def io(self):
+        return ([_tensor(k, d) for k, d in self.inputs.items()], [_tensor(k, d) for k, d in self.outputs.items()])
+
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.runner is not None:
-            raw = self.runner(**{self.input_keys[name]: x for name, x in args.items()})
-            return {name: raw[key] for name, key in self.output_keys.items()}
-        for name, x in args.items():
+            return dict(self.runner(**feed))
+        for name, x in feed.items():
             self.interpreter.set_tensor(self.inputs[name]["index"], x)
         self.interpreter.invoke()
         return {name: self.interpreter.get_tensor(d["index"]) for name, d in self.outputs.items()}
-
-    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        args = {}
-        for name, x in feed.items():
-            d = self.inputs[name]
-            x = to_layout(x, d["shape"], f"{self.artifact} input '{name}'")
-            scale, zero = d["quantization"]
-            if np.issubdtype(d["dtype"], np.integer) and scale:
-                x = quantize(x, d["dtype"], scale, zero)
-            args[name] = x.astype(d["dtype"])
-        raw = self._invoke(args)
-        out = {}
-        for name, d in self.outputs.items():
-            y, (scale, zero) = raw[name], d["quantization"]
-            if np.issubdtype(y.dtype, np.integer) and scale:
-                y = dequantize(y, scale, zero)
-            out[name] = from_layout(y.astype(np.float32), self.expected.get(name), f"{self.artifact} output '{name}'")
-        return out

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from deployer.spec import load_model_spec
+from deployer.stages import RUN_INPUTS
 from deployer.worker import run_stage
 from tests.conftest import ROOT, write_spec
 
@@ -54,8 +55,8 @@ def test_lowered_model_matches_tensorflow(keras_files, tmp_path, source):
     x = np.random.default_rng(0).random((2, 1, 64, 64, 3), dtype=np.float32)
     np.savez(tmp_path / "in.npz", images=x)
     for runtime, artifact in (("tensorflow", ""), ("onnxruntime", str(out))):
-        run_stage("deployer.runtimes.run:run_inputs", {"runtime": runtime, "artifact": artifact, "spec": spec.to_dict(),
-                  "inputs": str(tmp_path / "in.npz"), "outputs": str(tmp_path / f"{runtime}.npz"), "options": {}},
+        run_stage(RUN_INPUTS, {"runtime": runtime, "artifact": artifact, "spec": spec.to_dict(),
+                  "inputs": str(tmp_path / "in.npz"), "outputs": str(tmp_path / f"{runtime}.npz"), "settings": {}},
                   workdir=tmp_path, name=runtime)
     ref, got = np.load(tmp_path / "tensorflow.npz"), np.load(tmp_path / "onnxruntime.npz")
     for name in ("boxes", "scores"):

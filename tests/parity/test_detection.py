@@ -108,18 +108,3 @@ def test_decode_is_class_wise_and_thresholded():
 def test_box_iou():
     iou = box_iou(np.array([[0, 0, 10, 10]]), np.array([[5, 0, 15, 10], [20, 20, 30, 30]]))
     np.testing.assert_allclose(iou, [[50 / 150, 0.0]])
-
-
-def test_verdicts():
-    from deployer.parity.verdict import judge
-
-    parity = {"outputs": {"a": {"cosine": 0.99, "snr_db": 20.0, "max_abs": 0.1}},
-              "detection": {"agreement_map50": 0.95, "reference_detections": 10, "map50": 0.80, "reference_map50": 0.83}}
-    assert judge(parity, {"min_cosine": 0.9}) == ("pass", [])
-    verdict, reasons = judge(parity, {"min_cosine": 0.999})
-    assert verdict == "fail" and "a: cosine 0.99" in reasons[0]
-    assert judge(parity, {"min_cosine": 0.999}, warn_only=True)[0] == "warn"
-    verdict, reasons = judge(parity, {"max_map50_drop": 2.0})
-    assert verdict == "fail" and "map50_drop 3" in reasons[0]
-    nothing = {"outputs": {}, "detection": {"agreement_map50": float("nan"), "reference_detections": 0}}
-    assert judge(nothing, {"min_agreement_map50": 0.9})[0] == "unverified"

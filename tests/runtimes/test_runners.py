@@ -47,8 +47,8 @@ def reference(artifacts):
 def test_runner_matches_reference(artifacts, reference, runtime):
     spec, paths = artifacts
     x, ref = reference
-    options = {"expected_outputs": {"boxes": [1, 84, 4], "scores": [1, 84, 4]}}
-    with make_runner(runtime, str(paths[runtime]), spec, options) as runner:
+    expected = {"boxes": [1, 84, 4], "scores": [1, 84, 4]}
+    with make_runner(runtime, str(paths[runtime]), spec, {}, expected) as runner:
         out = runner.infer({"images": x})
         assert runner.settings
     assert set(out) == {"boxes", "scores"}
@@ -63,14 +63,20 @@ def test_reference_shapes(reference):
     assert ((ref["scores"] >= 0) & (ref["scores"] <= 1)).all()
 
 
-def test_litert_runner_takes_source_layout(artifacts):
+def test_litert_runner_takes_source_layout(artifacts, reference):
+    """The TFLite model itself is NHWC: the runner takes the NCHW source tensor and gives what
+    the raw interpreter gives on the transposed one."""
     from ai_edge_litert.interpreter import Interpreter
 
-    _, paths = artifacts
-    interp = Interpreter(model_path=str(paths["litert"]))
-    runner = interp.get_signature_runner()
-    # The TFLite model itself is NHWC; the runner was fed NCHW above and converted.
-    assert list(runner.get_input_details()["images"]["shape"]) == [1, 64, 64, 3]
+    spec, paths = artifacts
+    x, _ = reference
+    raw = Interpreter(model_path=str(paths["litert"])).get_signature_runner()
+    assert list(raw.get_input_details()["images"]["shape"]) == [1, 64, 64, 3]
+    direct = raw(images=np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+    with make_runner("litert", str(paths["litert"]), spec, {}, {"boxes": [1, 84, 4], "scores": [1, 84, 4]}) as runner:
+        out = runner.infer({"images": x})
+    for name in ("boxes", "scores"):
+        np.testing.assert_array_equal(out[name], direct[name])
 
 
 def test_openvino_runner_records_precision_hint(artifacts):

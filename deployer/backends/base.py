@@ -1,0 +1,49 @@
+"""What a backend is: one declaration per backend module (docs/ARCHITECTURE.md, "Adding a backend").
+
+Everything else (profile validation, the build, the INT8 fallback, per-layer reports,
+`deployer inspect`, the web demo page) asks the registry in `deployer/backends/__init__.py`
+for these facts instead of keeping its own list of backend names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deployer.options import Option
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    build: str                         # worker stage 'module:function' (signature in backends/__init__.py)
+    format: str                        # artifact format, matched against what each runtime accepts
+    precisions: tuple[str, ...]
+    runtimes: tuple[str, ...]          # the runtimes an artifact is verified in unless the profile says
+    options: tuple[Option, ...] | None = ()   # None: not declared (custom backends), passed through as given
+    layer_outputs: str | None = None   # stage running the artifact with its tensors under their ONNX names
+    keeps_float: bool = False          # its INT8 quantizer can keep named ONNX nodes in float (fallback)
+    web_engine: str | None = None      # the JavaScript engine that runs it on the demo page
+    op_support: str | None = None      # 'module:function(onnx_path, ops) -> [unsupported]' for inspect
+    summary: str = ""
+
+
+def int8_options(fallback: bool) -> tuple[Option, ...]:
+    """Options every INT8 backend takes; the fallback ones only where layers can stay float."""
+    common = (Option("calibration_images", int, 64, "calibration images used (at most those prepared)",
+                     minimum=1, precisions=("int8",)),)
+    if not fallback:
+        return common
+    return common + (
+        Option("exclude", list, [], "ONNX node names kept in float", precisions=("int8",)),
+        Option("fallback_rounds", int, 3, "accuracy-aware fallback rounds when thresholds are missed",
+               minimum=0, precisions=("int8",)),
+        Option("fallback_layers", int, 2, "layers kept in float in the first fallback round (doubling after)",
+               minimum=1, precisions=("int8",)),
+    )
+
+
+def custom(reference: str) -> Backend:
+    """A profile's 'package.module:function' backend: built by that function, options passed
+    through unchecked (deployer cannot know them), runtimes named by the profile."""
+    return Backend(name=reference, build=reference, format="custom", precisions=("fp32", "fp16", "int8", "dynamic"),
+                   runtimes=(), options=None, summary="custom backend")

@@ -1,0 +1,35 @@
+"""`boxes_scores`: a boxes output (1, N, 4) and a class-scores output (1, N, classes) after
+sigmoid or softmax; multi-label candidates, class-wise NMS (parity/detection.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deployer.heads.base import HeadType
+from deployer.options import Option
+from deployer.parity.detection import Detections, decode_boxes_scores
+
+
+def _validate(params: dict, outputs: list[str], labels: list[str]):
+    for key in ("boxes", "scores"):
+        if params[key] not in outputs:
+            return f"head.{key}", f"one of the outputs {outputs}", params[key]
+    if not labels:
+        return "labels", "class names for a detection head", labels
+    return None
+
+
+def _decode(outputs: dict[str, np.ndarray], head, score_threshold: float) -> list[Detections]:
+    p = head.params
+    boxes, scores = outputs[p["boxes"]], outputs[p["scores"]]
+    return [decode_boxes_scores(boxes[k], scores[k], p["box_format"], score_threshold, head.iou_threshold,
+                                head.max_detections) for k in range(len(boxes))]
+
+
+HEAD = HeadType(
+    name="boxes_scores",
+    fields=(Option("boxes", str, ..., "the name of the boxes output"),
+            Option("scores", str, ..., "the name of the scores output"),
+            Option("box_format", str, "xyxy", "box coordinates", choices=("xyxy", "cxcywh"))),
+    validate=_validate, decode=_decode,
+    summary="boxes (1, N, 4) in input pixels and class scores (1, N, C); class-wise NMS")
