@@ -13,7 +13,7 @@ JS_DIR := deployer/runtimes/js
 TARGETS := $(basename $(notdir $(wildcard targets/*.toml)))
 DEMO_TARGETS := web android embedded ios
 
-.PHONY: setup demo test $(TARGETS) all keras bench example-model chromium clean
+.PHONY: setup demo test $(TARGETS) all keras bench bench-build example-model chromium clean
 
 setup: $(STAMP)
 
@@ -53,6 +53,10 @@ keras: setup
 # Latency and size of every artifact of MODEL, with ratios to fp32 (builds first when needed).
 bench: setup
 	$(DEPLOYER) bench $(MODEL) --out $(OUT)
+
+# The build's own speed: MODEL built cold and warm in one run, wall time per stage, warm/cold ratio.
+bench-build: setup
+	$(PY) -m deployer.benchbuild $(MODEL) --out $(OUT)/bench-build --json $(OUT)/bench-build.json
 
 # Retrain the example detector (CPU, seeded, about 10 minutes on 2 cores).
 example-model: setup

@@ -1,10 +1,14 @@
-"""Build one artifact with its backend (a worker stage) and verify it: the manifest entry."""
+"""Build one artifact with its backend (a worker stage, cached by its inputs) and verify it:
+the manifest entry."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from deployer import backends
+from deployer.backends.base import Backend
+from deployer.cache import copy_files
 from deployer.hashing import artifact_sha256
 from deployer.prepare import Prepared
 from deployer.spec import ArtifactPlan, ModelSpec
@@ -12,26 +16,68 @@ from deployer.stages import attempt
 from deployer.verification import verify_artifact
 
 
-def build_and_verify(prep: Prepared, spec: ModelSpec, target: str, plan: ArtifactPlan, out_dir: Path,
-                     options: dict) -> dict:
-    """One build of an artifact into `out_dir` with `options`, and its parity: the entry's
-    fields (status built with parity, or failed with the error)."""
-    stem = f"{spec.name}_{plan.stem_suffix}"
-    tag = f"{target}-{plan.key}"
+def _prebuilt(prep: Prepared, spec: ModelSpec, plan: ArtifactPlan, backend: Backend, target: str) -> str:
+    """The folder of the backend's shared product for this artifact: made once per build
+    (whichever artifact asks first; the others wait) and cached like any stage."""
+    options = {o.name: plan.options.get(o.name, o.default) for o in backend.prebuild_options}
+    key = prep.cache.key("prebuild", backend.prebuild, options, spec.to_dict(), prep.keys["onnx"], prep.keys["calib"])
+    step = f"shared {backend.prebuild.rpartition(':')[2]}"
+
+    def make(folder: Path) -> dict:
+        # Many artifacts wait for it: it goes before any other waiting stage.
+        return prep.stages.run(backend.prebuild, (target, "", step), backend.family_for(spec.source.kind), -100,
+                               onnx_path=str(prep.onnx_path), spec=spec.to_dict(), options=options,
+                               calibration=str(prep.calib_inputs), out_dir=str(folder)).value
+
+    def shared():
+        start = time.perf_counter()
+        hit, reused = prep.cache.cached("prebuild", key, make)
+        if reused:
+            prep.stages.progress.stage(target, "", step, "reused")
+        prep.add_step(step, start, reused)
+        return hit
+
+    return str(prep.once(key, shared).folder)
+
+
+def _build(prep: Prepared, spec: ModelSpec, target: str, plan: ArtifactPlan, options: dict, stem: str, after: int):
     backend = backends.get(plan.backend)
-    built, error = attempt(lambda: prep.stages.run(
-        backend.build, f"build-{tag}", onnx_path=str(prep.onnx_path), spec=spec.to_dict(), precision=plan.precision,
-        options=options, out_dir=str(out_dir), stem=stem, calibration=str(prep.calib_inputs)))
+    key = prep.cache.key("build", backend.build, plan.precision, options, spec.to_dict(), prep.keys["onnx"],
+                         prep.keys["calib"], stem)
+
+    def make(folder: Path) -> dict:
+        extra = {"prebuilt": _prebuilt(prep, spec, plan, backend, target)} if backend.prebuild else {}
+        built = prep.stages.run(backend.build, (target, plan.key, "build"), backend.family_for(spec.source.kind),
+                                -(after + len(plan.runtimes) + 1), onnx_path=str(prep.onnx_path), spec=spec.to_dict(), precision=plan.precision,
+                                options=options, out_dir=str(folder), stem=stem, calibration=str(prep.calib_inputs),
+                                **extra)
+        return {**built.value, "stage_seconds": round(built.seconds, 2)}
+
+    return prep.cache.cached("build", key, make)
+
+
+def build_and_verify(prep: Prepared, spec: ModelSpec, target: str, plan: ArtifactPlan, out_dir: Path,
+                     options: dict, after: int = 0) -> dict:
+    """One build of an artifact into `out_dir` with `options`, and its parity: the entry's
+    fields (status built with parity and step records, or failed with the error). `after`
+    counts the stages that wait for this artifact (its target's demo page): it ranks this
+    artifact's stages among those waiting for a core."""
+    stem = f"{spec.name}_{plan.stem_suffix}"
+    built, error = attempt(lambda: _build(prep, spec, target, plan, options, stem, after))
     if error:
         return {"status": "failed", "error": error}
-    info = built.value
+    hit, reused = built
+    if reused:
+        prep.stages.progress.stage(target, plan.key, "build", "reused")
+    info = hit.value
+    copy_files(hit.folder, info["files"], out_dir)
+    sha256 = artifact_sha256(out_dir, info["files"])
     entry = {"path": f"{target}/{info['path']}", "files": [f"{target}/{f}" for f in info["files"]],
-             "format": info["format"], "sha256": artifact_sha256(out_dir, info["files"]),
+             "format": info["format"], "sha256": sha256,
              "size_bytes": sum((out_dir / f).stat().st_size for f in info["files"]),
-             "status": "built", "notes": info.get("notes", []),
-             "build_seconds": {"build": round(built.seconds, 2)}}
+             "status": "built", "notes": info.get("notes", [])}
     if "quantization" in info:
         entry["quantization"] = info["quantization"]
-    entry["parity"], seconds = verify_artifact(prep, spec, plan, out_dir / info["path"], tag)
-    entry["build_seconds"]["verify"] = round(seconds, 2)
+    entry["parity"], runs = verify_artifact(prep, spec, plan, out_dir / info["path"], sha256, target, after=after)
+    entry["stages"] = [{"step": "build", "seconds": 0.0 if reused else info["stage_seconds"], "reused": reused}, *runs]
     return entry

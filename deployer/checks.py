@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
-from deployer import backends
+from deployer import backends, runtimes
 from deployer import stages as stage_names
 from deployer.errors import UserError
 from deployer.hashing import artifact_sha256
@@ -13,8 +14,9 @@ from deployer.prepare import prepare
 from deployer.quantize.sensitivity import first_below
 from deployer.report.manifest import write_manifest
 from deployer.spec import TargetProfile, load_model_spec, load_target_profile
-from deployer.stages import BuildOptions, attempt
+from deployer.stages import BuildOptions, attempt, thread_env
 from deployer.verification import verify_artifact
+from deployer.worker import WorkerPool
 
 
 def built_artifacts(model_dir: Path, manifest: dict):
@@ -35,10 +37,29 @@ def built_artifacts(model_dir: Path, manifest: dict):
         yield entry, plan
 
 
-def verify(model_dir: Path, manifest: dict, opts: BuildOptions) -> dict:
-    """Re-run parity of every built artifact of a manifest against the current source model."""
+@contextmanager
+def _prepared(model_dir: Path, manifest: dict, opts: BuildOptions, jobs: int | None = None):
+    """The current source model's preparation (cached where unchanged) and a worker pool."""
     spec = load_model_spec(manifest["spec"])
-    prep = prepare(spec, opts)
+    pool = WorkerPool(jobs or opts.jobs, model_dir / ".work" / "logs",
+                      {**thread_env(jobs or opts.jobs), **opts.worker_env}, runtimes.spread_families())
+    try:
+        yield spec, prepare(spec, opts, pool=pool)
+    finally:
+        pool.close()
+
+
+def verify(model_dir: Path, manifest: dict, opts: BuildOptions) -> dict:
+    """Re-run parity of every built artifact of a manifest, in its runtimes (never from the
+    cache: that is what verifying means), against the current source model."""
+    with _prepared(model_dir, manifest, opts) as (spec, prep):
+        _verify_all(model_dir, manifest, spec, prep)
+    manifest["verified_source_sha256"] = prep.source_sha256
+    write_manifest(model_dir, manifest)
+    return manifest
+
+
+def _verify_all(model_dir: Path, manifest: dict, spec, prep) -> None:
     for entry, plan in built_artifacts(model_dir, manifest):
         artifact = model_dir / entry["path"]
         files = [str(Path(f).relative_to(entry["target"])) for f in entry["files"]]
@@ -47,10 +68,7 @@ def verify(model_dir: Path, manifest: dict, opts: BuildOptions) -> dict:
             entry["parity"] = {"runtime": plan.runtime, "verdict": "fail",
                                "reasons": [f"{artifact}: missing or changed since it was built (sha256 differs)"]}
             continue
-        entry["parity"], _ = verify_artifact(prep, spec, plan, artifact, f"{entry['target']}-{plan.key}")
-    manifest["verified_source_sha256"] = prep.source_sha256
-    write_manifest(model_dir, manifest)
-    return manifest
+        entry["parity"], _ = verify_artifact(prep, spec, plan, artifact, entry["sha256"], entry["target"], rerun=True)
 
 
 def bench(model_dir: Path, manifest: dict, opts: BuildOptions, runs: int = 50, warmup: int = 10) -> dict:
@@ -60,11 +78,21 @@ def bench(model_dir: Path, manifest: dict, opts: BuildOptions, runs: int = 50, w
     if not inputs.is_file():
         raise UserError(f"{inputs}: missing; rebuild with 'deployer build' first")
     spec = load_model_spec(manifest["spec"])
-    stages = opts.stages(work)
+    # One stage at a time: timings taken while another stage computes would be noise.
+    pool = WorkerPool(1, work / "logs", opts.worker_env)
+    try:
+        _bench_all(model_dir, manifest, spec, opts.stages(work, pool), inputs, runs, warmup)
+    finally:
+        pool.close()
+    write_manifest(model_dir, manifest)
+    return manifest
+
+
+def _bench_all(model_dir: Path, manifest: dict, spec, stages, inputs: Path, runs: int, warmup: int) -> None:
     for entry, plan in built_artifacts(model_dir, manifest):
         result, error = attempt(lambda: stages.run(
-            stage_names.BENCH, f"bench-{entry['target']}-{plan.key}", runtime=plan.runtime,
-            artifact=str(model_dir / entry["path"]), spec=spec.to_dict(), inputs=str(inputs),
+            stage_names.BENCH, (entry["target"], plan.key, "bench"), runtimes.get(plan.runtime).family,
+            runtime=plan.runtime, artifact=str(model_dir / entry["path"]), spec=spec.to_dict(), inputs=str(inputs),
             settings=plan.runtime_settings, warmup=warmup, runs=runs))
         if error:
             entry["bench"] = {"error": error}
@@ -74,23 +102,28 @@ def bench(model_dir: Path, manifest: dict, opts: BuildOptions, runs: int = 50, w
                           "latency_ms_p90": one["latency_ms_p90"], "threads": 1, "runs": one["runs"],
                           "warmup": one["warmup"], "settings": one["settings"],
                           "threads_default": result.value["threads_default"], "size_bytes": entry["size_bytes"],
-                          "build_seconds": entry.get("build_seconds", {})}
-    write_manifest(model_dir, manifest)
-    return manifest
+                          "build_seconds": round(sum(s["seconds"] for s in entry.get("stages", [])), 2)}
 
 
 def layer_report(model_dir: Path, manifest: dict, opts: BuildOptions, threshold_db: float = 30.0,
                  images: int = 16) -> dict:
     """Per-layer SQNR of each artifact whose backend keeps ONNX tensor names, into the manifest."""
-    spec = load_model_spec(manifest["spec"])
-    prep = prepare(spec, opts)
+    with _prepared(model_dir, manifest, opts) as (spec, prep):
+        _layers_all(model_dir, manifest, spec, prep, threshold_db, images)
+    write_manifest(model_dir, manifest)
+    return manifest
+
+
+def _layers_all(model_dir: Path, manifest: dict, spec, prep, threshold_db: float, images: int) -> None:
     for entry, plan in built_artifacts(model_dir, manifest):
-        if backends.get(plan.backend).layer_outputs is None:
+        backend = backends.get(plan.backend)
+        if backend.layer_outputs is None:
             entry["layers"] = {"available": False,
                                "reason": f"{plan.backend} artifacts do not keep the ONNX tensor names"}
             continue
         rows, error = attempt(lambda: prep.stages.run(
-            stage_names.LAYER_ERRORS, f"layers-{entry['target']}-{plan.key}", float_onnx=str(prep.onnx_path),
+            stage_names.LAYER_ERRORS, (entry["target"], plan.key, "layer analysis"),
+            backend.family_for(spec.source.kind), float_onnx=str(prep.onnx_path),
             artifact=str(model_dir / entry["path"]), backend=plan.backend, spec=spec.to_dict(),
             inputs=str(prep.eval_inputs), count=images))
         if error:
@@ -101,5 +134,3 @@ def layer_report(model_dir: Path, manifest: dict, opts: BuildOptions, threshold_
         entry["layers"] = {"available": True, "threshold_db": threshold_db, "images": images,
                            "first_below": first_below(rows, threshold_db), "worst_drops": worst,
                            "tensors": len(rows)}
-    write_manifest(model_dir, manifest)
-    return manifest

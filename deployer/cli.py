@@ -16,6 +16,7 @@ from deployer import __version__
 from deployer.errors import DeployerError, UserError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_TARGETS = ("web", "android", "embedded", "ios")   # `deployer build` without --target, `make demo`
 
 
 def _console():
@@ -34,29 +35,37 @@ def _targets_dir() -> Path:
     return local if local.is_dir() else Path(__file__).resolve().parent.parent / "targets"
 
 
+def _steps(manifest: dict, targets: list[str]) -> list[dict]:
+    """Every stage record of a build: the shared ones and each artifact's of these targets."""
+    return [*manifest.get("stages", []),
+            *(s for a in manifest["artifacts"] if a["target"] in targets for s in a.get("stages", []))]
+
+
 def cmd_build(args) -> int:
     from deployer import pipeline
+    from deployer.progress import for_console as progress_for
     from deployer.report.table import print_report
     from deployer.spec import find_target, load_model_spec, load_target_profile
-    from deployer.stages import BuildOptions
+    from deployer.stages import BuildOptions, default_jobs
 
     spec = load_model_spec(args.spec)
-    targets = args.target or ["web", "android", "embedded", "ios"]
+    targets = args.target or list(DEFAULT_TARGETS)
     profiles = [load_target_profile(find_target(t, _targets_dir())) for t in targets]
     names = [p.name for p in profiles]
     if len(set(names)) != len(names):
         raise UserError(f"a target is given twice: {', '.join(names)}")
     console = _console()
-    console.print(f"deployer {__version__}: building [bold]{spec.name}[/] for {', '.join(names)} into {args.out}/")
-
-    def done(name, result):
-        entries, status = result
-        console.print(f"  {name}: {status['status']} ({len(entries)} artifacts)")
-
-    opts = BuildOptions(out=Path(args.out), jobs=args.jobs, timeout=args.timeout, use_cache=not args.no_cache)
-    manifest = pipeline.build(spec, profiles, opts, calibration=args.calib or "", evaluation=args.eval or "",
-                              on_target_done=done)
+    jobs = args.jobs or default_jobs()
+    console.print(f"deployer {__version__}: building [bold]{spec.name}[/] for {', '.join(names)} into {args.out}/ "
+                  f"({jobs} jobs{', no cache' if args.no_cache else ''})")
+    with progress_for(console) as progress:
+        opts = BuildOptions(out=Path(args.out), jobs=jobs, timeout=args.timeout, use_cache=not args.no_cache,
+                            progress=progress)
+        manifest = pipeline.build(spec, profiles, opts, calibration=args.calib or "", evaluation=args.eval or "")
     print_report(manifest, names, console)
+    reused = sum(s["reused"] for s in _steps(manifest, names))
+    console.print(f"built in {manifest['build_seconds']:.1f} s ({reused} of {len(_steps(manifest, names))} stages "
+                  f"reused from the cache)")
     console.print(f"manifest: {Path(args.out) / spec.name / 'manifest.json'}")
     return pipeline.exit_status(manifest, names)
 
@@ -65,10 +74,10 @@ def cmd_verify(args) -> int:
     from deployer import checks, pipeline
     from deployer.report.manifest import read_manifest
     from deployer.report.table import print_layers, print_report
-    from deployer.stages import BuildOptions
+    from deployer.stages import BuildOptions, default_jobs
 
     model_dir, manifest = read_manifest(args.dist)
-    opts = BuildOptions(out=model_dir.parent, jobs=args.jobs, timeout=args.timeout)
+    opts = BuildOptions(out=model_dir.parent, jobs=args.jobs or default_jobs(), timeout=args.timeout)
     manifest = checks.verify(model_dir, manifest, opts)
     targets = sorted({a["target"] for a in manifest["artifacts"]})
     console = _console()
@@ -92,7 +101,7 @@ def cmd_bench(args) -> int:
         source = Path(args.out) / load_model_spec(source).name
         if not (source / "manifest.json").is_file():
             status = cmd_build(argparse.Namespace(spec=args.dist, target=None, calib=None, eval=None, out=args.out,
-                                                  jobs=2, timeout=args.timeout, no_cache=False))
+                                                  jobs=None, timeout=args.timeout, no_cache=False))
             if status != EXIT_OK:
                 return status
     model_dir, manifest = read_manifest(source)
@@ -111,7 +120,7 @@ def cmd_inspect(args) -> int:
     if not path.is_file():
         raise UserError(f"{path}: file not found")
     with tempfile.TemporaryDirectory() as tmp:
-        info = stages.Stages(Path(tmp)).run(stages.INSPECT, "inspect", path=str(path.resolve())).value
+        info = stages.Stages(Path(tmp)).run(stages.INSPECT, ("", "", "inspect"), path=str(path.resolve())).value
     if args.json:
         print(json.dumps(info, indent=2))
         return EXIT_OK
@@ -179,18 +188,20 @@ def make_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="compile a model spec for one or more targets")
     b.add_argument("spec", help="model spec (.toml)")
     b.add_argument("--target", action="append", help="target name in targets/ or a profile .toml (repeatable; "
-                   "default: web, android, embedded, ios)")
+                   f"default: {', '.join(DEFAULT_TARGETS)})")
     b.add_argument("--calib", help="calibration dataset (COCO, VOC, YOLO or image folder)")
     b.add_argument("--eval", help="evaluation dataset (labelled: also gives labelled mAP)")
     b.add_argument("--out", default="dist", help="output folder (default: dist)")
-    b.add_argument("--jobs", type=int, default=2, help="targets built side by side (default: 2)")
+    b.add_argument("--jobs", type=int, default=None,
+                   help="stages run side by side, each in a warm worker (default: the number of cores)")
     b.add_argument("--timeout", type=float, default=1800, help="seconds allowed per stage (default: 1800)")
-    b.add_argument("--no-cache", action="store_true", help="re-lower and re-run the reference")
+    b.add_argument("--no-cache", action="store_true",
+                   help="run every stage again instead of reusing cached results (the cache is still refreshed)")
     b.set_defaults(func=cmd_build)
 
     v = sub.add_parser("verify", help="re-run parity on built artifacts")
     v.add_argument("dist", help="dist/<model>/ folder or its manifest.json")
-    v.add_argument("--jobs", type=int, default=2)
+    v.add_argument("--jobs", type=int, default=None, help="stages run side by side (default: the number of cores)")
     v.add_argument("--timeout", type=float, default=1800)
     v.add_argument("--layers", action="store_true", help="also report per-layer SQNR against the float ONNX graph")
     v.add_argument("--sqnr-threshold", type=float, default=30.0, help="dB below which a tensor counts as damaged")

@@ -4,7 +4,8 @@
 The parent process only moves files, numpy arrays and JSON: `prepare` makes what every
 target shares, `artifacts.build_and_verify` makes and checks one artifact (with the INT8
 fallback where it misses its thresholds), `staging` lands each target atomically, and
-the manifest records what is in `dist/`.
+the manifest records what is in `dist/`. Every artifact of every target is a task of its
+own; the worker pool runs at most `jobs` stages at once, in warm workers per framework.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from deployer import __version__, backends, toolchain
+from deployer import __version__, backends, runtimes, toolchain
 from deployer.artifacts import build_and_verify
 from deployer.parity.compare import detects
 from deployer.parity.page import check_demo_page
@@ -22,59 +23,98 @@ from deployer.prepare import Prepared, prepare
 from deployer.quantize import fallback
 from deployer.report.manifest import build_record, load_manifest, merge_manifest, write_manifest
 from deployer.spec import ArtifactPlan, ModelSpec, TargetProfile
-from deployer.stages import BuildOptions
+from deployer.stages import BuildOptions, thread_env
 from deployer.staging import land, new_staging
+from deployer.worker import WorkerPool
 
 
-def build_artifact(prep: Prepared, spec: ModelSpec, target: str, plan: ArtifactPlan, staging) -> dict:
+def build_artifact(prep: Prepared, spec: ModelSpec, target: str, plan: ArtifactPlan, staging, after: int) -> dict:
     head = {"target": target, "backend": plan.backend, "precision": plan.precision}
     if plan.variant:
         head["variant"] = plan.variant
-    entry = build_and_verify(prep, spec, target, plan, staging, plan.options)
+    entry = build_and_verify(prep, spec, target, plan, staging, plan.options, after)
     if (entry["status"] == "built" and entry["parity"]["verdict"] == "fail" and plan.precision == "int8"
             and backends.get(plan.backend).keeps_float and "outputs" in entry["parity"]):  # measured, not crashed
-        entry = fallback.fallback(prep, spec, target, plan, staging, entry)
+        entry = fallback.fallback(prep, spec, target, plan, staging, entry, after)
+    verdict = entry["parity"]["verdict"] if entry["status"] == "built" else "failed"
+    prep.stages.progress.verdict(target, plan.key, verdict, "; ".join(entry.get("parity", {}).get("reasons", []))[:120]
+                                 if entry["status"] == "built" else entry["error"].splitlines()[0][:120])
     return {**head, **entry}
 
 
-def build_target(prep: Prepared, spec: ModelSpec, profile: TargetProfile) -> tuple[list, dict]:
-    staging = new_staging(prep.model_dir, profile.name)
-    try:
-        entries = [build_artifact(prep, spec, profile.name, plan, staging) for plan in profile.artifacts]
-        ok = all(e["status"] == "built" and e["parity"]["verdict"] != "fail" for e in entries)
-        page = None
-        if profile.page and detects(spec):
-            page = check_demo_page(prep, spec, profile.name, entries, staging)
-            ok = ok and page["verdict"] != "fail"
-        d = spec.to_dict()
-        (staging / "deployer.json").write_text(json.dumps({
-            "model": spec.name, "labels": spec.labels, "inputs": d["inputs"], "preprocess": d["preprocess"],
-            "head": d["head"], "artifacts": [{k: e[k] for k in ("backend", "precision", "path") if k in e}
-                                             for e in entries]}, indent=2))
-        kept = land(staging, prep.model_dir, profile.name, ok, entries)
-        status = {"status": "built" if ok else "failed", "profile": profile.path, "kept_previous_build": kept}
-        if page is not None:
-            status["page"] = page
-        return entries, status
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+def finish_target(prep: Prepared, spec: ModelSpec, profile: TargetProfile, staging, entries: list[dict]
+                  ) -> tuple[list, dict]:
+    """Once every artifact of a target is built and judged: the demo page, deployer.json,
+    and the swap into dist/ (or .rejected/)."""
+    ok = all(e["status"] == "built" and e["parity"]["verdict"] != "fail" for e in entries)
+    page = None
+    if profile.page and detects(spec):
+        page = check_demo_page(prep, spec, profile.name, entries, staging)
+        ok = ok and page["verdict"] != "fail"
+    d = spec.to_dict()
+    (staging / "deployer.json").write_text(json.dumps({
+        "model": spec.name, "labels": spec.labels, "inputs": d["inputs"], "preprocess": d["preprocess"],
+        "head": d["head"], "artifacts": [{k: e[k] for k in ("backend", "precision", "path") if k in e}
+                                         for e in entries]}, indent=2))
+    kept = land(staging, prep.model_dir, profile.name, ok, entries)
+    status = {"status": "built" if ok else "failed", "profile": profile.path, "kept_previous_build": kept}
+    if page is not None:
+        status["page"] = page
+    prep.stages.progress.target_done(profile.name, status["status"])
+    return entries, status
 
 
 def build(spec: ModelSpec, profiles: list[TargetProfile], opts: BuildOptions, calibration: str = "",
           evaluation: str = "", on_target_done=None) -> dict:
     start = time.perf_counter()
-    prep = prepare(spec, opts, calibration, evaluation)
-    results: dict[str, tuple] = {}
-    with ThreadPoolExecutor(max_workers=max(1, opts.jobs)) as pool:
-        futures = {p.name: pool.submit(build_target, prep, spec, p) for p in profiles}
-        for name, fut in futures.items():
-            results[name] = fut.result()
-            if on_target_done:
-                on_target_done(name, results[name])
+    pool = WorkerPool(opts.jobs, opts.out / spec.name / ".work" / "logs",
+                      {**thread_env(opts.jobs), **opts.worker_env}, runtimes.spread_families())
+    stagings = {}
+    try:
+        prep = prepare(spec, opts, calibration, evaluation, pool,
+                       warm_up=lambda: pool.prewarm(_families(spec, profiles), opts.timeout))
+        stagings = {p.name: new_staging(prep.model_dir, p.name) for p in profiles}
+        # A thread per artifact and per target, each waiting on its own stages: the pool bounds
+        # the work, and a target lands as soon as its own artifacts are done.
+        artifacts = sum(len(p.artifacts) for p in profiles)
+        with ThreadPoolExecutor(max(1, artifacts)) as artifact_threads, \
+                ThreadPoolExecutor(max(1, len(profiles))) as target_threads:
+            def run_target(profile: TargetProfile) -> tuple[list, dict]:
+                after = int(profile.page and detects(spec))   # the demo page waits for these artifacts
+                futures = [artifact_threads.submit(build_artifact, prep, spec, profile.name, plan,
+                                                   stagings[profile.name], after) for plan in profile.artifacts]
+                return finish_target(prep, spec, profile, stagings[profile.name], [f.result() for f in futures])
+
+            futures = {p.name: target_threads.submit(run_target, p) for p in profiles}
+            results: dict[str, tuple] = {}
+            for name, future in futures.items():
+                results[name] = future.result()
+                if on_target_done:
+                    on_target_done(name, results[name])
+    finally:
+        pool.close()
+        for staging in stagings.values():
+            shutil.rmtree(staging, ignore_errors=True)
     record = build_record(spec, prep, toolchain.versions(), __version__, time.perf_counter() - start)
     manifest = merge_manifest(load_manifest(prep.model_dir), record, results)
     write_manifest(prep.model_dir, manifest)
     return manifest
+
+
+def _families(spec: ModelSpec, profiles: list[TargetProfile]) -> list[tuple[str, tuple[str, ...]]]:
+    """The worker families this build will use and what each will import: those with a shared
+    conversion first (everything after waits for it), then in the order their work starts."""
+    wanted: dict[str, list[str]] = {}
+    plans = [plan for profile in profiles for plan in profile.artifacts]
+    for plan in sorted(plans, key=lambda p: backends.get(p.backend).prebuild is None):
+        backend = backends.get(plan.backend)
+        declared = [(backend.family_for(spec.source.kind), backend.preload)]
+        declared += [(runtimes.get(r).family, runtimes.get(r).preload) for r in plan.runtimes]
+        for family, modules in declared:
+            if family and modules:
+                wanted.setdefault(family, [])
+                wanted[family] += [m for m in modules if m not in wanted[family]]
+    return [(family, tuple(modules)) for family, modules in wanted.items()]
 
 
 def exit_status(manifest: dict, targets: list[str]) -> int:

@@ -1,21 +1,27 @@
 """What every target of a build shares, made once: the ONNX intermediate form, the
-preprocessed calibration and evaluation inputs, and the reference outputs (the source
-model run by its own framework on the evaluation inputs)."""
+preprocessed calibration and evaluation inputs, and the reference (the source model run by
+its own framework on the evaluation inputs, its detections decoded once)."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+import hashlib
+import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from deployer import stages as stage_names
 from deployer import toolchain
+from deployer.cache import Cache
+from deployer.errors import StageError, UserError
 from deployer.frontends import registry as frontends
-from deployer.hashing import cache_key, sha256_of, source_sha256
+from deployer.hashing import sha256_of, source_sha256
 from deployer.inputs import load_dataset, prepare_inputs
-from deployer.parity.compare import EvalSet
+from deployer.parity.compare import EvalSet, Reference
+from deployer.runtimes import get as runtime
 from deployer.spec import ModelSpec
 from deployer.stages import BuildOptions, Stages
 
@@ -28,55 +34,111 @@ class Prepared:
     onnx_info: dict
     eval_inputs: Path
     calib_inputs: Path
-    reference: dict[str, np.ndarray]
+    reference: Reference
+    reference_files: dict            # where a worker finds the same reference (parity in workers)
     evalset: EvalSet
     source_sha256: str
-    stage_seconds: dict
     stages: Stages
+    cache: Cache
+    keys: dict                       # content keys of the shared inputs: onnx, eval, calib, reference
+    steps: list = field(default_factory=list)   # [{step, seconds, reused}] of the preparation
+    _once: dict = field(default_factory=dict)
+    _once_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def expected_outputs(self) -> dict[str, list]:
         """The source model's output shapes: what every runtime's outputs must come back as."""
         return {o["name"]: o["shape"] for o in self.onnx_info["outputs"]}
 
+    def add_step(self, step: str, start: float, reused: bool) -> None:
+        """Record a shared step (one made for several artifacts) for the manifest."""
+        with self._once_lock:
+            self.steps.append({"step": step, "seconds": round(time.perf_counter() - start, 2), "reused": reused})
 
-def _cached(stages: Stages, product: Path, func: str, name: str, use_cache: bool, **kwargs):
-    """Run a stage unless `product` and its JSON result from the same key are already there."""
-    record = product.with_suffix(".json")
-    if use_cache and product.is_file() and record.is_file():
-        return json.loads(record.read_text()), 0.0
-    result = stages.run(func, name, **kwargs)
-    record.write_text(json.dumps(result.value))
-    return result.value, result.seconds
+    def once(self, key: str, make: Callable):
+        """`make()` once per key for the whole build, whichever thread asks first; the others
+        wait for it and get its value, or its error (a failed shared step is not retried)."""
+        with self._once_lock:
+            slot = self._once.setdefault(key, {"lock": threading.Lock()})
+        with slot["lock"]:
+            if "value" not in slot and "error" not in slot:
+                try:
+                    slot["value"] = make()
+                except (StageError, UserError) as exc:
+                    slot["error"] = exc
+            if "error" in slot:
+                raise slot["error"]
+            return slot["value"]
 
 
-def prepare(spec: ModelSpec, opts: BuildOptions, calibration: str = "", evaluation: str = "") -> Prepared:
+def _truth_key(evalset: EvalSet) -> str:
+    if evalset.ground_truth is None:
+        return "unlabelled"
+    h = hashlib.sha256()
+    for d in evalset.ground_truth:
+        h.update(d.boxes.tobytes())
+        h.update(d.labels.tobytes())
+    return h.hexdigest()[:16]
+
+
+class _Steps:
+    """Times and reuse of the preparation's steps, for the manifest."""
+
+    def __init__(self, progress):
+        self.rows, self.progress = [], progress
+
+    def add(self, step: str, start: float, reused: bool) -> None:
+        if reused:
+            self.progress.stage("", "", step, "reused")
+        self.rows.append({"step": step, "seconds": round(time.perf_counter() - start, 2), "reused": reused})
+
+
+def prepare(spec: ModelSpec, opts: BuildOptions, calibration: str = "", evaluation: str = "", pool=None,
+            warm_up: Callable[[], None] | None = None) -> Prepared:
+    """`warm_up` is called when the model has to be lowered (a cold build): the time the
+    lowering takes is when the other workers can start and import their frameworks."""
     model_dir = opts.out / spec.name
     work = model_dir / ".work"
     work.mkdir(parents=True, exist_ok=True)
-    stages = opts.stages(work)
-    use_cache = opts.use_cache
-    tools = toolchain.versions()
-    src_sha = source_sha256(spec)
-    seconds = {}
+    stages = opts.stages(work, pool)
+    cache = Cache(work / "cache", read=opts.use_cache)
     frontend = frontends()[spec.source.kind]
+    src_sha = source_sha256(spec)
+    steps = _Steps(opts.progress)
 
-    lower_key = cache_key(src_sha, spec.to_dict(), tools)
-    onnx_path = work / f"{spec.name}.{lower_key}.onnx"
-    onnx_info, seconds["lower"] = _cached(
-        stages, onnx_path, frontend.lower, "lower", use_cache,
-        spec=spec.to_dict(), out_path=str(onnx_path), source_sha256=src_sha, toolchain=tools)
+    start = time.perf_counter()
+    lower_key = cache.key("lower", src_sha, spec.to_dict())
+    def lower(folder: Path) -> dict:
+        if warm_up:
+            warm_up()
+        return stages.run(frontend.lower, ("", "", "lower"), spec.source.kind, spec=spec.to_dict(),
+                          out_path=str(folder / "model.onnx"), source_sha256=src_sha, toolchain=toolchain.versions()).value
 
+    lowered, reused = cache.cached("lower", lower_key, lower)
+    steps.add("lower", start, reused)
+
+    start = time.perf_counter()
     eval_data = load_dataset(evaluation or spec.data.evaluation, spec, "evaluation")
     calib_data = load_dataset(calibration or spec.data.calibration, spec, "calibration")
     eval_inputs, calib_inputs = work / "eval_inputs.npz", work / "calib_inputs.npz"
     evalset = prepare_inputs(eval_data, spec, spec.data.evaluation_images, eval_inputs, with_labels=True)
     prepare_inputs(calib_data, spec, spec.data.calibration_images, calib_inputs, with_labels=False)
+    keys = {"onnx": lower_key, "eval": sha256_of(eval_inputs)[:16], "calib": sha256_of(calib_inputs)[:16]}
+    steps.add("inputs", start, False)
 
-    ref_path = work / f"reference.{cache_key(lower_key, sha256_of(eval_inputs))}.npz"
-    _, seconds["reference"] = _cached(
-        stages, ref_path, stage_names.RUN_INPUTS, "reference", use_cache,
-        runtime=frontend.reference_runtime, artifact=spec.source.path, spec=spec.to_dict(),
-        inputs=str(eval_inputs), outputs=str(ref_path), settings={}, expected_outputs=None)
-    return Prepared(model_dir, work, onnx_path, onnx_info, eval_inputs, calib_inputs, dict(np.load(ref_path)),
-                    evalset, src_sha, seconds, stages)
+    def run_reference(folder: Path) -> dict:
+        ran = stages.run(stage_names.RUN_INPUTS, ("", "", "reference"), runtime(frontend.reference_runtime).family,
+                         runtime=frontend.reference_runtime, artifact=spec.source.path, spec=spec.to_dict(),
+                         inputs=str(eval_inputs), outputs=str(folder / "outputs.npz"), settings={},
+                         expected_outputs=None)
+        # Decoded once here, for every run of every artifact (parity/compare.py).
+        Reference.make(dict(np.load(folder / "outputs.npz")), spec, evalset.ground_truth).save(folder)
+        return ran.value
+
+    start = time.perf_counter()
+    keys["reference"] = cache.key("reference", lower_key, keys["eval"], _truth_key(evalset), frontend.reference_runtime)
+    ref, reused = cache.cached("reference", keys["reference"], run_reference)
+    files = Reference.files_in(ref.folder)
+    steps.add("reference", start, reused)
+    return Prepared(model_dir, work, lowered.folder / "model.onnx", lowered.value, eval_inputs, calib_inputs,
+                    Reference.load(files), files, evalset, src_sha, stages, cache, keys, steps.rows)

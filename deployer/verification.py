@@ -1,49 +1,69 @@
 """Verify one artifact: run it in each of its runtimes over the evaluation inputs (a worker
-stage per runtime) and judge each run's outputs against the reference (docs/ARCHITECTURE.md,
-"Parity")."""
+stage per runtime, measuring there) and judge each run against the thresholds here
+(docs/ARCHITECTURE.md, "Parity"). Runs are cached by what they depend on, so a changed
+threshold re-judges without running anything."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from deployer import stages as stage_names
 from deployer.errors import CannotVerify
-from deployer.parity.compare import compare
+from deployer.parity.compare import judged
 from deployer.parity.verdict import worst_run
 from deployer.prepare import Prepared
+from deployer.runtimes import get as runtime_of
 from deployer.spec import ArtifactPlan, ModelSpec
 from deployer.stages import attempt
 
 
-def _run(prep: Prepared, spec: ModelSpec, plan: ArtifactPlan, runtime: str, artifact: Path,
-         tag: str) -> tuple[dict, float]:
-    """One runtime's run and its parity verdict; a runtime's failure is a failed run."""
-    outputs = prep.work / f"outputs.{tag}.{runtime}.npz"
+def run_key(prep: Prepared, spec: ModelSpec, runtime: str, settings: dict, artifact_sha256: str) -> str:
+    return prep.cache.key("run", runtime, artifact_sha256, settings, prep.keys["eval"], prep.keys["reference"],
+                          spec.head.to_dict(), spec.outputs, prep.expected_outputs)
+
+
+def _run(prep: Prepared, spec: ModelSpec, plan: ArtifactPlan, runtime: str, artifact: Path, sha256: str,
+         target: str, rerun: bool, priority: float) -> tuple[dict, dict]:
+    """One runtime's run and its parity verdict (a runtime's failure is a failed run), and
+    its step record for the manifest."""
+    step = f"verify {runtime}"
+
+    def make(folder: Path) -> dict:
+        ran = prep.stages.run(
+            stage_names.RUN_INPUTS, (target, plan.key, step), runtime_of(runtime).family, priority, runtime=runtime,
+            artifact=str(artifact), spec=spec.to_dict(), inputs=str(prep.eval_inputs),
+            outputs=str(folder / "outputs.npz"), settings=plan.runtime_settings,
+            expected_outputs=prep.expected_outputs, reference=prep.reference_files)
+        return {**ran.value, "stage_seconds": round(ran.seconds, 2)}
+
+    key = run_key(prep, spec, runtime, plan.runtime_settings, sha256)
     try:
-        run, error = attempt(lambda: prep.stages.run(
-            stage_names.RUN_INPUTS, f"verify-{tag}-{runtime}", runtime=runtime, artifact=str(artifact),
-            spec=spec.to_dict(), inputs=str(prep.eval_inputs), outputs=str(outputs),
-            settings=plan.runtime_settings, expected_outputs=prep.expected_outputs))
+        ran, error = attempt(lambda: prep.cache.cached("run", key, make, reuse=not rerun))
     except CannotVerify as exc:   # cannot be executed here: the verdict must say so, never pass
-        return {"runtime": runtime, "verdict": "unverified", "reasons": [str(exc)]}, 0.0
+        return ({"runtime": runtime, "verdict": "unverified", "reasons": [str(exc)]},
+                {"step": step, "seconds": 0.0, "reused": False})
     if error:
-        return {"runtime": runtime, "verdict": "fail", "reasons": [f"verification failed: {error}"]}, 0.0
-    parity = compare(prep.reference, dict(np.load(outputs)), spec, prep.evalset, plan.thresholds, plan.warn_only,
-                     runtime, run.value["settings"])
-    return parity, run.seconds
+        return ({"runtime": runtime, "verdict": "fail", "reasons": [f"verification failed: {error}"]},
+                {"step": step, "seconds": 0.0, "reused": False})
+    (hit, reused) = ran
+    if reused:
+        prep.stages.progress.stage(target, plan.key, step, "reused")
+    value = hit.value
+    parity = judged(value["metrics"], plan.thresholds, plan.warn_only, runtime, value["settings"], value["images"])
+    return parity, {"step": step, "seconds": 0.0 if reused else value["stage_seconds"], "reused": reused}
 
 
-def verify_artifact(prep: Prepared, spec: ModelSpec, plan: ArtifactPlan, artifact: Path,
-                    tag: str) -> tuple[dict, float]:
-    """Parity of one artifact in each of its runtimes. With several runtimes (web artifacts:
-    Node and Chromium) every run is kept in `runs` and the top level is the worst of them."""
-    runs, seconds = [], 0.0
-    for runtime in plan.runtimes:
-        parity, took = _run(prep, spec, plan, runtime, artifact, tag)
+def verify_artifact(prep: Prepared, spec: ModelSpec, plan: ArtifactPlan, artifact: Path, sha256: str,
+                    target: str, rerun: bool = False, after: int = 0) -> tuple[dict, list[dict]]:
+    """Parity of one artifact in each of its runtimes, and the runs' step records; `rerun`
+    runs even where a cached run exists. With several runtimes (web artifacts: Node and
+    Chromium) every run is kept in `runs` and the top level is the worst of them."""
+    runs, steps = [], []
+    for i, runtime in enumerate(plan.runtimes):
+        parity, step = _run(prep, spec, plan, runtime, artifact, sha256, target, rerun,
+                            -(after + len(plan.runtimes) - i))
         runs.append(parity)
-        seconds += took
+        steps.append(step)
     if len(runs) == 1:
-        return runs[0], seconds
-    return {**worst_run(runs), "runs": runs}, seconds
+        return runs[0], steps
+    return {**worst_run(runs), "runs": runs}, steps

@@ -41,11 +41,11 @@ def built(tiny_project, tmp_path_factory):
         targets += ["--target", str(profile)]
     dist = folder / "dist"
     result = run_cli("build", str(spec), *targets, "--out", str(dist))
-    return spec, dist, result
+    return spec, dist, result, targets
 
 
 def test_three_targets_build_and_pass(built):
-    spec, dist, result = built
+    spec, dist, result, _ = built
     assert result.returncode == 0, result.stdout + result.stderr
     manifest = _manifest(dist)
     by_backend = {a["backend"]: a for a in manifest["artifacts"] if a["precision"] == "fp32"}
@@ -76,7 +76,7 @@ def test_three_targets_build_and_pass(built):
 def test_onnx_artifact_carries_metadata(built):
     import onnx
 
-    _, dist, _ = built
+    _, dist, _, _ = built
     model = onnx.load(str(dist / "tiny" / "web" / "tiny_fp32.onnx"))
     meta = {p.key: p.value for p in model.metadata_props}
     assert json.loads(meta["deployer.labels"]) == ["circle", "square", "triangle", "star"]
@@ -86,7 +86,7 @@ def test_onnx_artifact_carries_metadata(built):
 
 
 def test_verify_reruns_parity_and_catches_tampering(built):
-    _, dist, _ = built
+    _, dist, _, _ = built
     result = run_cli("verify", str(dist / "tiny"))
     assert result.returncode == 0, result.stdout + result.stderr
     onnx_file = dist / "tiny" / "web" / "tiny_fp32.onnx"
@@ -101,7 +101,7 @@ def test_verify_reruns_parity_and_catches_tampering(built):
 
 
 def test_crashing_target_fails_alone_and_leaves_nothing(built, tmp_path):
-    spec, dist, _ = built
+    spec, dist, _, _ = built
     crash = tmp_path / "crashy.toml"
     crash.write_text('name = "crashy"\n[[artifacts]]\nbackend = "tests.stages.crashing:segfault"\n'
                      'precision = "fp32"\nruntime = "onnxruntime"\n')
@@ -120,7 +120,7 @@ def test_crashing_target_fails_alone_and_leaves_nothing(built, tmp_path):
 
 
 def test_failed_rebuild_keeps_previous_good_build(built, tmp_path):
-    spec, dist, _ = built
+    spec, dist, _, _ = built
     broken_web = tmp_path / "web.toml"
     broken_web.write_text('name = "web"\n[[artifacts]]\nbackend = "tests.stages.crashing:raise_error"\n'
                           'precision = "fp32"\nruntime = "onnxruntime"\n')
@@ -137,7 +137,7 @@ def test_failed_rebuild_keeps_previous_good_build(built, tmp_path):
 
 
 def test_threshold_out_of_reach_rejects_target(built, tmp_path):
-    spec, dist, _ = built
+    spec, dist, _, _ = built
     strict = tmp_path / "strict.toml"
     strict.write_text('name = "strict"\n[[artifacts]]\nbackend = "openvino"\nprecision = "fp32"\n'
                       'runtime_settings = { precision_hint = "bf16" }\n'
@@ -148,3 +148,47 @@ def test_threshold_out_of_reach_rejects_target(built, tmp_path):
     assert entry["parity"]["verdict"] == "fail" and "max_abs" in entry["parity"]["reasons"][0]
     assert not (dist / "tiny" / "strict").exists()
     assert (dist / "tiny" / ".rejected" / "strict" / "tiny_fp32.xml").is_file()
+
+
+def _figures(manifest: dict, target: str) -> dict:
+    return {(a["backend"], a["precision"]): (a["sha256"], a["parity"]["verdict"],
+                                             {k: v for k, v in a["parity"].items() if k in ("outputs", "detection")})
+            for a in manifest["artifacts"] if a["target"] == target}
+
+
+def test_unchanged_rebuild_reuses_every_stage(built, tmp_path):
+    spec, dist, first, targets = built
+    before = _figures(_manifest(dist), "android")
+    result = run_cli("build", str(spec), "--target", targets[3], "--out", str(dist))   # android, again
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = _manifest(dist)
+    assert all(s["reused"] for s in manifest["stages"] if s["step"] != "inputs")
+    android = [a for a in manifest["artifacts"] if a["target"] == "android"]
+    assert android and all(s["reused"] for a in android for s in a["stages"])
+    assert _figures(manifest, "android") == before   # the very same artifacts and figures
+    assert "reused from the cache" in result.stdout
+
+
+def test_changed_threshold_is_judged_again_without_running_anything(built, tmp_path):
+    spec, dist, _, _ = built
+    strict = tmp_path / "strict-embedded.toml"
+    strict.write_text((ROOT / "targets" / "embedded.toml").read_text().replace('name = "embedded"',
+                                                                               'name = "strict-embedded"')
+                      + "\n[thresholds.fp32]\nmin_cosine = 1.5\n")
+    result = run_cli("build", str(spec), "--target", str(strict), "--out", str(dist))
+    assert result.returncode == 1
+    entries = [a for a in _manifest(dist)["artifacts"] if a["target"] == "strict-embedded"]
+    fp32 = next(a for a in entries if a["precision"] == "fp32")
+    assert fp32["parity"]["verdict"] == "fail" and "needs >= 1.5" in fp32["parity"]["reasons"][0]
+    assert all(s["reused"] for a in entries for s in a["stages"]), "built and ran before, under 'embedded'"
+    assert (dist / "tiny" / ".rejected" / "strict-embedded").is_dir()
+
+
+def test_no_cache_runs_every_stage_again(built):
+    spec, dist, _, targets = built
+    result = run_cli("build", str(spec), "--target", targets[5], "--out", str(dist), "--no-cache")  # embedded
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = _manifest(dist)
+    embedded = [a for a in manifest["artifacts"] if a["target"] == "embedded"]
+    assert not any(s["reused"] for s in manifest["stages"])
+    assert embedded and not any(s["reused"] for a in embedded for s in a["stages"])

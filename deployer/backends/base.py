@@ -20,17 +20,35 @@ class Backend:
     precisions: tuple[str, ...]
     runtimes: tuple[str, ...]          # the runtimes an artifact is verified in unless the profile says
     options: tuple[Option, ...] | None = ()   # None: not declared (custom backends), passed through as given
+    # The framework its stages import: stages of one family share a warm worker process.
+    # "{source}" stands for the source kind (CoreML converts the source model itself).
+    family: str = ""
+    # A stage whose product every artifact of this backend (or another declaring the same
+    # stage) builds from, made once per build: one onnx2tf conversion for every TFLite file
+    # and the TF.js SavedModel. prebuild(onnx_path, spec, options, calibration, out_dir) -> dict;
+    # `prebuild_options` are what it reads of an artifact's options (defaults where absent).
+    prebuild: str | None = None
+    prebuild_options: tuple[Option, ...] = ()
+    # What its family's worker imports while it waits for its first stage (module names, or
+    # 'module:function' to call): a build warms its workers up while the model is lowered.
+    preload: tuple[str, ...] = ()
     layer_outputs: str | None = None   # stage running the artifact with its tensors under their ONNX names
     keeps_float: bool = False          # its INT8 quantizer can keep named ONNX nodes in float (fallback)
     web_engine: str | None = None      # the JavaScript engine that runs it on the demo page
     op_support: str | None = None      # 'module:function(onnx_path, ops) -> [unsupported]' for inspect
     summary: str = ""
 
+    def family_for(self, source_kind: str) -> str:
+        return self.family.format(source=source_kind)
+
+
+CALIBRATION_IMAGES = Option("calibration_images", int, 64, "calibration images used (at most those prepared)",
+                            minimum=1, precisions=("int8",))
+
 
 def int8_options(fallback: bool) -> tuple[Option, ...]:
     """Options every INT8 backend takes; the fallback ones only where layers can stay float."""
-    common = (Option("calibration_images", int, 64, "calibration images used (at most those prepared)",
-                     minimum=1, precisions=("int8",)),)
+    common = (CALIBRATION_IMAGES,)
     if not fallback:
         return common
     return common + (
@@ -46,4 +64,4 @@ def custom(reference: str) -> Backend:
     """A profile's 'package.module:function' backend: built by that function, options passed
     through unchecked (deployer cannot know them), runtimes named by the profile."""
     return Backend(name=reference, build=reference, format="custom", precisions=("fp32", "fp16", "int8", "dynamic"),
-                   runtimes=(), options=None, summary="custom backend")
+                   runtimes=(), options=None, family="", summary="custom backend")

@@ -14,6 +14,7 @@ carrying the spec's scale and bias; labels and preprocessing go into the model m
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from deployer.spec import ModelSpec
 
 BACKEND = Backend(
     name="coreml", build="deployer.backends.coreml:build", format="mlpackage", precisions=("fp16", "int8"),
-    runtimes=("coreml",),
+    # In the source framework's own worker: the model is converted from the source, not from ONNX.
+    runtimes=("coreml",), family="{source}", prebuild="deployer.backends.coreml:convert",
     summary="CoreML ML program (.mlpackage) converted from the source model: fp16, int8 weights")
 
 
@@ -59,11 +61,16 @@ def _source_model(spec: ModelSpec):
                     "(coremltools 9 does not read ONNX)")
 
 
-def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: str, stem: str,
-          calibration: str) -> dict:
+def _block_tensorflow(spec: ModelSpec) -> None:
+    if spec.source.kind == "torch":
+        sys.modules.setdefault("tensorflow", None)  # coremltools imports TF when present; torch + TF segfaults
+
+
+def convert(onnx_path: str, spec: dict, options: dict, calibration: str, out_dir: str) -> dict:
+    """Prebuild stage: the source model as a float16 ML program with deployer's metadata,
+    which every CoreML artifact of the build starts from (the int8 one quantizes its weights)."""
     model_spec = ModelSpec.from_dict(spec)
-    if model_spec.source.kind == "torch":
-        sys.modules["tensorflow"] = None  # coremltools imports TF when present; torch + TF segfaults
+    _block_tensorflow(model_spec)
     import coremltools as ct
 
     source = _source_model(model_spec)
@@ -80,17 +87,6 @@ def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: st
             if out.name != name:
                 ct.utils.rename_feature(proto, out.name, name)
         mlmodel = ct.models.MLModel(proto, weights_dir=mlmodel.weights_dir, skip_model_load=True)
-    notes = ["ML program computing in float16"]
-    quant = None
-    if precision == "int8":
-        import coremltools.optimize as cto
-
-        config = cto.coreml.OptimizationConfig(
-            global_config=cto.coreml.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8"))
-        mlmodel = cto.coreml.linear_quantize_weights(mlmodel, config)
-        notes.append("int8 linear (symmetric, per-channel) weights; activations in float16")
-        quant = {"method": "coremltools linear_quantize_weights", "weights": "int8 symmetric per-channel",
-                 "activations": "float16", "kept_float": []}
     mlmodel.short_description = f"{model_spec.name}: object detector compiled by deployer"
     meta = mlmodel.user_defined_metadata
     meta["deployer.labels"] = json.dumps(model_spec.labels)
@@ -98,8 +94,31 @@ def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: st
     meta["deployer.head"] = json.dumps(spec["head"])
     if image_info:
         meta["deployer.image_input"] = json.dumps(image_info)
+    mlmodel.save(str(Path(out_dir) / "base.mlpackage"))
+    return {"image_input": image_info}
+
+
+def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: str, stem: str,
+          calibration: str, prebuilt: str) -> dict:
+    model_spec = ModelSpec.from_dict(spec)
+    _block_tensorflow(model_spec)
+    base = Path(prebuilt) / "base.mlpackage"
     path = Path(out_dir) / f"{stem}.mlpackage"
-    mlmodel.save(str(path))
+    notes = ["ML program computing in float16"]
+    quant = None
+    if precision == "int8":
+        import coremltools as ct
+        import coremltools.optimize as cto
+
+        config = cto.coreml.OptimizationConfig(
+            global_config=cto.coreml.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8"))
+        mlmodel = cto.coreml.linear_quantize_weights(ct.models.MLModel(str(base), skip_model_load=True), config)
+        mlmodel.save(str(path))
+        notes.append("int8 linear (symmetric, per-channel) weights; activations in float16")
+        quant = {"method": "coremltools linear_quantize_weights", "weights": "int8 symmetric per-channel",
+                 "activations": "float16", "kept_float": []}
+    else:
+        shutil.copytree(base, path)
     files = sorted(str(p.relative_to(out_dir)) for p in path.rglob("*") if p.is_file())
     result = {"path": path.name, "files": files, "format": "mlpackage", "notes": notes}
     if quant:

@@ -27,7 +27,8 @@ BACKEND = Backend(
         Option("calibration_method", str, "minmax", "ONNX Runtime calibrator", choices=CALIBRATION_METHODS,
                precisions=("int8",)),),
     layer_outputs="deployer.backends.onnx:layer_outputs", keeps_float=True, web_engine="ort",
-    op_support="deployer.backends.onnx:unsupported_ops",
+    op_support="deployer.backends.onnx:unsupported_ops", family="onnx",
+    preload=("onnx", "onnxruntime", "onnxruntime.quantization"),
     summary="ONNX for ONNX Runtime and ONNX Runtime Web: fp32, fp16, static INT8 (QDQ)")
 
 

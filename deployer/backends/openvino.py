@@ -17,7 +17,7 @@ BACKEND = Backend(
     name="openvino", build="deployer.backends.openvino:build", format="openvino-ir",
     precisions=("fp32", "fp16", "int8"), runtimes=("openvino",), options=int8_options(fallback=True),
     layer_outputs="deployer.backends.openvino:layer_outputs", keeps_float=True,
-    op_support="deployer.backends.openvino:unsupported_ops",
+    op_support="deployer.backends.openvino:unsupported_ops", family="openvino", preload=("openvino", "nncf"),
     summary="OpenVINO IR (.xml + .bin): fp32, fp16 weights, INT8 through NNCF")
 
 

@@ -11,13 +11,13 @@ stubbed before the import.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 import types
 from pathlib import Path
 
 from deployer.backends.base import Backend
-from deployer.backends.tflite import convert
 from deployer.spec import ModelSpec
 
 QUANTIZATION = {"fp32": None, "fp16": {"float16": "*"}, "dynamic": {"uint8": "*"}}
@@ -27,7 +27,9 @@ BACKEND = Backend(
     name="tfjs", build="deployer.backends.tfjs:build", format="tfjs-graph-model",
     precisions=tuple(QUANTIZATION), runtimes=("tfjs-node", "tfjs-chromium"), web_engine="tfjs",
     # The graph model is converted from onnx2tf's SavedModel: what onnx2tf refuses, TF.js never sees.
-    op_support="deployer.backends.tflite:unsupported_ops",
+    op_support="deployer.backends.tflite:unsupported_ops", family="tensorflow",
+    # The SavedModel of the one onnx2tf conversion the TFLite artifacts share.
+    prebuild="deployer.backends.tflite:convert_float", preload=("tensorflow", "onnx2tf"),
     summary="TF.js graph model (model.json + shards): fp32, fp16 or uint8 weight storage")
 
 
@@ -40,12 +42,14 @@ def _converter():
 
 
 def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: str, stem: str,
-          calibration: str) -> dict:
+          calibration: str, prebuilt: str) -> dict:
     model_spec = ModelSpec.from_dict(spec)
     folder = Path(out_dir) / stem
     folder.mkdir()
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-        saved_model = convert(onnx_path, model_spec, calibration, Path(tmp))
+        # The converter may write beside its input: give it a private copy of the SavedModel.
+        saved_model = Path(tmp) / "saved_model"
+        shutil.copytree(Path(prebuilt) / "saved_model", saved_model)
         _converter().convert_tf_saved_model(
             str(saved_model), str(folder), signature_def="serving_default", saved_model_tags="serve",
             quantization_dtype_map=QUANTIZATION[precision], weight_shard_size_bytes=SHARD_BYTES,

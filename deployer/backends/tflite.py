@@ -5,6 +5,11 @@ onnx2tf's "dynamic range" file, never called int8 here) and int8 (full-integer: 
 op in int8, calibrated on our calibration feeds; int8 inputs and outputs by default, or
 float ones with option `io = "float"`).
 
+One onnx2tf conversion per build (the prebuild `convert_float`) gives a SavedModel; TFLite's
+own converter makes every file from it with onnx2tf's settings: the float ones once per
+build, the full-integer one per INT8 artifact with our feeds (onnx2tf itself would
+calibrate four variants every time).
+
 onnx2tf fetches a sample image file from the internet whenever the input is a 4-D image
 (docs/ARCHITECTURE.md, "Toolchain facts"); its download function is replaced by one that returns our own
 calibration images, so the conversion never touches the network.
@@ -16,7 +21,6 @@ import contextlib
 import importlib.util
 import io
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,17 +30,16 @@ from deployer.options import Option
 from deployer.quantize.feeds import calibration_array
 from deployer.spec import ModelSpec
 
-# The file onnx2tf writes for each precision (and the flag that asks for it).
-ONNX2TF_FILES = {"fp32": "_float32.tflite", "fp16": "_float16.tflite", "dynamic": "_dynamic_range_quant.tflite"}
-INT8_FILES = {"int8": "_full_integer_quant.tflite", "float": "_integer_quant.tflite"}
+INT8_IO = ("int8", "float")
 
 BACKEND = Backend(
     name="tflite", build="deployer.backends.tflite:build", format="tflite",
     precisions=("fp32", "fp16", "dynamic", "int8"), runtimes=("litert",),
     options=int8_options(fallback=False) + (
         Option("io", str, "int8", "full-integer inputs and outputs, or float ones around an int8 body",
-               choices=tuple(INT8_FILES), precisions=("int8",)),),
-    op_support="deployer.backends.tflite:unsupported_ops",
+               choices=INT8_IO, precisions=("int8",)),),
+    op_support="deployer.backends.tflite:unsupported_ops", family="tensorflow",
+    prebuild="deployer.backends.tflite:convert_float", preload=("tensorflow", "onnx2tf"),
     summary="TFLite through onnx2tf: fp32, fp16, dynamic range, full-integer INT8")
 
 
@@ -69,8 +72,27 @@ def _tile_as_concat(src: str, dst: Path) -> None:
     onnx.save(model, str(dst))
 
 
+@contextlib.contextmanager
+def _no_keras_tflite():
+    """onnx2tf writes its own float TFLite files through `from_keras_model`, which serialises
+    the whole Keras model each time (about 10 s apiece for the 0.9 M-parameter example);
+    deployer converts its files from the SavedModel instead (about 1 s each), so onnx2tf is
+    sent down its concrete-function path and those files of its are not used."""
+    import tensorflow as tf
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("deployer converts the TFLite files from the SavedModel itself")
+
+    original = tf.lite.TFLiteConverter.__dict__["from_keras_model"]
+    tf.lite.TFLiteConverter.from_keras_model = refuse
+    try:
+        yield
+    finally:
+        tf.lite.TFLiteConverter.from_keras_model = original
+
+
 def convert(onnx_path: str, spec: ModelSpec, calibration: str, workdir: Path, **kwargs) -> Path:
-    """Run onnx2tf in-process, offline; returns the folder it wrote."""
+    """Run onnx2tf in-process, offline; returns the folder it wrote (its SavedModel)."""
     import onnx2tf
     import onnx2tf.onnx2tf as onnx2tf_main
     import onnx2tf.utils.common_functions as common
@@ -80,6 +102,7 @@ def convert(onnx_path: str, spec: ModelSpec, calibration: str, workdir: Path, **
     onnx2tf_main.download_test_image_data = offline
     common.download_test_image_data = offline
     out = workdir / "onnx2tf"
+    workdir.mkdir(parents=True, exist_ok=True)
     # onnx2tf writes its onnxsim result back over its input file: give it a private copy
     # so the shared intermediate (and its hash) never changes under the other backends.
     private = workdir / Path(onnx_path).name
@@ -88,53 +111,95 @@ def convert(onnx_path: str, spec: ModelSpec, calibration: str, workdir: Path, **
     if nhwc:  # already channels-last (a TensorFlow source): onnx2tf must not transpose it again
         kwargs.setdefault("keep_nwc_or_nhwc_or_ndhwc_input_names", nhwc)
     log = io.StringIO()
-    with contextlib.redirect_stdout(log):
+    with contextlib.redirect_stdout(log), _no_keras_tflite():
         onnx2tf.convert(input_onnx_file_path=str(private), output_folder_path=str(out),
-                        output_signaturedefs=True, copy_onnx_input_output_names_to_tflite=True,
-                        non_verbose=True, **kwargs)
+                        output_signaturedefs=True, non_verbose=True, **kwargs)
     return out
 
 
-def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: str, stem: str,
-          calibration: str) -> dict:
+def _named_saved_model(onnx2tf_dir: Path, spec: ModelSpec, out: Path) -> None:
+    """onnx2tf's SavedModel names its signature's outputs output_0, output_1...: save it again
+    with the spec's input and output names, so the TFLite files and the TF.js model carry them."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(onnx2tf_dir))
+    fn = loaded.signatures["serving_default"]
+    keys = list(fn.structured_input_signature[1])
+    outputs = sorted(fn.structured_outputs, key=lambda k: int(k.rpartition("_")[2]) if k[-1].isdigit() else 0)
+    shapes = {k: v.shape for k, v in fn.structured_input_signature[1].items()}
+
+    @tf.function(input_signature=[tf.TensorSpec(shapes[k], tf.float32, name=i.name) for k, i in zip(keys, spec.inputs)])
+    def serve(*xs):
+        result = fn(**dict(zip(keys, xs)))
+        return {name: result[key] for name, key in zip(spec.outputs, outputs)}
+
+    tf.saved_model.save(loaded, str(out), signatures={"serving_default": serve.get_concrete_function()})
+
+
+def _tflite(saved_model: Path, precision: str, representative=None, io: str = "int8") -> bytes:
+    """TFLite's converter on the SavedModel, with onnx2tf's settings for each precision."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    ops = tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if precision == "int8" else tf.lite.OpsSet.TFLITE_BUILTINS
+    converter.target_spec.supported_ops = [ops, tf.lite.OpsSet.SELECT_TF_OPS]
+    if precision != "fp32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if precision == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    if precision == "int8":
+        converter.representative_dataset = representative
+        if io == "int8":
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+FLOAT_FILES = {"fp32": "float32.tflite", "fp16": "float16.tflite", "dynamic": "dynamic_range_quant.tflite"}
+
+
+def convert_float(onnx_path: str, spec: dict, options: dict, calibration: str, out_dir: str) -> dict:
+    """Prebuild stage: one onnx2tf conversion to a SavedModel (with the spec's tensor names),
+    and from it the float TFLite files (float32, float16, dynamic range); the full-integer
+    build and TF.js convert from the same SavedModel."""
     spec = ModelSpec.from_dict(spec)
-    kwargs, notes, quant = {}, [], None
-    suffix = ONNX2TF_FILES.get(precision, "")
-    if precision == "dynamic":
-        kwargs["output_dynamic_range_quantized_tflite"] = True
-        notes.append("dynamic range: int8 weights, float activations (not a full-integer model)")
-    elif precision == "int8":
-        io = options["io"]
-        suffix = INT8_FILES[io]
-        count = options["calibration_images"]
-        with tempfile.NamedTemporaryFile(suffix=".npy", dir=out_dir, delete=False) as f:
-            calib_npy = f.name
-        x = calibration_array(calibration, spec, count, layout="NHWC")
-        np.save(calib_npy, x)
-        # The feeds are already preprocessed: onnx2tf's own normalisation is the identity.
-        zeros, ones = np.zeros((1, 1, 1, x.shape[-1]), np.float32), np.ones((1, 1, 1, x.shape[-1]), np.float32)
-        kwargs.update(output_integer_quantized_tflite=True, quant_type="per-channel",
-                      custom_input_op_name_np_data_path=[[spec.inputs[0].name, calib_npy, zeros, ones]],
-                      input_quant_dtype="int8", output_quant_dtype="int8")
-        notes.append(f"full-integer INT8 ({io} inputs and outputs), per-channel weights, "
-                     f"calibrated on {len(x)} images")
-        quant = {"method": "tflite-minmax", "calibration_images": len(x), "io": io, "weights": "int8 per-channel",
-                 "activations": "int8", "kept_float": []}
-    try:
-        with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-            folder = convert(onnx_path, spec, calibration, Path(tmp), **kwargs)
-            found = sorted(folder.glob(f"*{suffix}"))
-            if not found:
-                raise RuntimeError(f"onnx2tf wrote no *{suffix} (it wrote: "
-                                   f"{', '.join(p.name for p in folder.iterdir())})")
-            name = f"{stem}.tflite"
-            shutil.copyfile(found[0], Path(out_dir) / name)
-    finally:
-        if precision == "int8":
-            Path(calib_npy).unlink(missing_ok=True)
-    result = {"path": name, "files": [name], "format": "tflite", "notes": notes}
-    if quant:
-        result["quantization"] = quant
+    out = Path(out_dir)
+    _named_saved_model(convert(onnx_path, spec, calibration, out / "work"), spec, out / "saved_model")
+    shutil.rmtree(out / "work", ignore_errors=True)
+    for precision, name in FLOAT_FILES.items():
+        (out / name).write_bytes(_tflite(out / "saved_model", precision))
+    return {"files": sorted(p.name for p in out.iterdir())}
+
+
+def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: str, stem: str,
+          calibration: str, prebuilt: str) -> dict:
+    """The artifact for `precision`: a float file of the shared conversion (`convert_float`),
+    or TFLite's full-integer quantization of its SavedModel, calibrated on our feeds (NHWC,
+    in order) as onnx2tf does it: per-channel int8 weights, int8 activations, int8 or float
+    inputs and outputs."""
+    shared = Path(prebuilt)
+    name = f"{stem}.tflite"
+    result = {"path": name, "files": [name], "format": "tflite", "notes": []}
+    if precision != "int8":
+        shutil.copyfile(shared / FLOAT_FILES[precision], Path(out_dir) / name)
+        if precision == "dynamic":
+            result["notes"].append("dynamic range: int8 weights, float activations (not a full-integer model)")
+        return result
+    import tensorflow as tf
+
+    spec = ModelSpec.from_dict(spec)
+    x = calibration_array(calibration, spec, options["calibration_images"], layout="NHWC")
+    key = spec.inputs[0].name
+
+    def representative():
+        for k in range(len(x)):
+            yield {key: tf.convert_to_tensor(x[k:k + 1], tf.float32)}
+
+    (Path(out_dir) / name).write_bytes(_tflite(shared / "saved_model", "int8", representative, options["io"]))
+    result["notes"].append(f"full-integer INT8 ({options['io']} inputs and outputs), per-channel weights, "
+                           f"calibrated on {len(x)} images")
+    result["quantization"] = {"method": "tflite-minmax", "calibration_images": len(x), "io": options["io"],
+                              "weights": "int8 per-channel", "activations": "int8", "kept_float": []}
     return result
 
 

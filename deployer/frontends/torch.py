@@ -149,7 +149,7 @@ class TorchRunner(Runner):
     def load(self) -> None:
         import torch
 
-        threads = int(self.options.get("threads", 0))
+        threads = self.threads
         if threads:
             torch.set_num_threads(threads)
         model, form = load(self.spec)

@@ -1,14 +1,28 @@
-"""Parity of one artifact's outputs against the reference outputs on the same inputs."""
+"""Parity of one artifact's outputs against the reference outputs on the same inputs.
+
+Measuring (tensor metrics, decoding, mAP) runs in the worker that ran the artifact, against
+a `Reference` made once per build: the reference outputs, their detections decoded once,
+the ground truth and the reference's own labelled mAP, all in files. Judging (thresholds ->
+verdict) runs in the parent, so a changed threshold re-judges cached measurements.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from deployer.heads import registry as heads
-from deployer.parity.detection import EVAL_SCORE_THRESHOLD, Detections, mean_average_precision
+from deployer.parity.detection import (
+    EVAL_SCORE_THRESHOLD,
+    Detections,
+    load_detections,
+    mean_average_precision,
+    save_detections,
+)
 from deployer.parity.tensor import tensor_metrics
 from deployer.parity.verdict import judge
 from deployer.spec import ModelSpec
@@ -22,7 +36,6 @@ class EvalSet:
     images: int
     skipped: int = 0
     paths: list[str] = field(default_factory=list)  # the image behind each input, in order
-    reference_labelled: dict | None = None  # the reference's labelled mAP, computed once
 
 
 def decode_all(outputs: dict[str, np.ndarray], spec: ModelSpec, score_threshold: float) -> list[Detections]:
@@ -35,35 +48,73 @@ def detects(spec: ModelSpec) -> bool:
     return heads()[spec.head.type].detects
 
 
-def detection_metrics(reference: dict, outputs: dict, spec: ModelSpec, evalset: EvalSet) -> dict | None:
+@dataclass
+class Reference:
+    """What every run is measured against; `files()` lets a worker load the same."""
+
+    outputs: dict[str, np.ndarray]
+    detections: list[Detections] | None        # decoded at the evaluation floor (EVAL_SCORE_THRESHOLD)
+    truth: list[Detections] | None
+    labelled: dict | None                     # the reference's own labelled mAP
+
+    @classmethod
+    def make(cls, outputs: dict, spec: ModelSpec, truth: list[Detections] | None) -> "Reference":
+        dets = decode_all(outputs, spec, EVAL_SCORE_THRESHOLD) if detects(spec) else None
+        labelled = mean_average_precision(dets, truth) if dets is not None and truth is not None else None
+        return cls(outputs, dets, truth, labelled)
+
+    def save(self, folder: Path) -> None:
+        """Write the decoded parts beside `folder`/outputs.npz (see files_in)."""
+        for name, dets in (("detections", self.detections), ("truth", self.truth)):
+            if dets is not None:
+                save_detections(folder / f"{name}.npz", dets)
+        (folder / "labelled.json").write_text(json.dumps(self.labelled))
+
+    @staticmethod
+    def files_in(folder: Path) -> dict:
+        """The paths a worker needs to load this reference (JSON-able)."""
+        files = {"outputs": str(folder / "outputs.npz"), "labelled": json.loads((folder / "labelled.json").read_text())}
+        for name in ("detections", "truth"):
+            if (folder / f"{name}.npz").is_file():
+                files[name] = str(folder / f"{name}.npz")
+        return files
+
+    @classmethod
+    def load(cls, files: dict) -> "Reference":
+        return cls(dict(np.load(files["outputs"])),
+                   load_detections(files["detections"]) if "detections" in files else None,
+                   load_detections(files["truth"]) if "truth" in files else None, files["labelled"])
+
+
+def detection_metrics(outputs: dict, spec: ModelSpec, ref: Reference) -> dict | None:
     """Agreement mAP (artifact scored against the reference's confident detections) and labelled mAP."""
-    if not detects(spec):
+    if ref.detections is None:
         return None
-    ref_dets = decode_all(reference, spec, EVAL_SCORE_THRESHOLD)
     out_dets = decode_all(outputs, spec, EVAL_SCORE_THRESHOLD)
     # The reference's deployed detections (above the head's threshold) are the ground truth.
-    pseudo_gt = [d.above(spec.head.score_threshold) for d in ref_dets]
+    pseudo_gt = [d.above(spec.head.score_threshold) for d in ref.detections]
     agreement = mean_average_precision(out_dets, pseudo_gt)
     result = {"agreement_map50": agreement["map50"], "agreement_map50_95": agreement["map50_95"],
               "reference_detections": int(sum(len(d.scores) for d in pseudo_gt))}
-    if evalset.ground_truth is not None:
-        labelled = mean_average_precision(out_dets, evalset.ground_truth)
-        if evalset.reference_labelled is None:
-            evalset.reference_labelled = mean_average_precision(ref_dets, evalset.ground_truth)
-        ref_labelled = evalset.reference_labelled
+    if ref.truth is not None:
+        labelled = mean_average_precision(out_dets, ref.truth)
         result.update({"map50": labelled["map50"], "map50_95": labelled["map50_95"],
-                       "reference_map50": ref_labelled["map50"], "reference_map50_95": ref_labelled["map50_95"]})
+                       "reference_map50": ref.labelled["map50"], "reference_map50_95": ref.labelled["map50_95"]})
     # JSON has no NaN: an undefined figure (no ground truth to score against) is null.
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in result.items()}
 
 
-def compare(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray], spec: ModelSpec,
-            evalset: EvalSet, thresholds: dict, warn_only: bool, runtime: str, settings: dict) -> dict:
-    parity = {"runtime": runtime, "settings": settings, "images": evalset.images,
-              "outputs": {name: tensor_metrics(reference[name], outputs[name]) for name in spec.outputs}}
-    detection = detection_metrics(reference, outputs, spec, evalset)
+def measure(ref: Reference, outputs: dict[str, np.ndarray], spec: ModelSpec) -> dict:
+    """Every figure of one run: per-output tensor metrics and, for detection heads, mAPs."""
+    metrics = {"outputs": {name: tensor_metrics(ref.outputs[name], outputs[name]) for name in spec.outputs}}
+    detection = detection_metrics(outputs, spec, ref)
     if detection is not None:
-        parity["detection"] = detection
-    parity["thresholds"] = dict(thresholds)
+        metrics["detection"] = detection
+    return metrics
+
+
+def judged(metrics: dict, thresholds: dict, warn_only: bool, runtime: str, settings: dict, images: int) -> dict:
+    """A run's parity record: its figures, the thresholds, the verdict and its reasons."""
+    parity = {"runtime": runtime, "settings": settings, "images": images, **metrics, "thresholds": dict(thresholds)}
     parity["verdict"], parity["reasons"] = judge(parity, thresholds, warn_only)
     return parity

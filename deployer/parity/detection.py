@@ -15,6 +15,7 @@ import numpy as np
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 EVAL_SCORE_THRESHOLD = 0.001  # the usual floor for mAP evaluation: keep the low-score tail
+PRE_NMS_FACTOR = 30           # candidates kept before NMS: this many times max_detections
 
 
 @dataclass
@@ -47,18 +48,32 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Greedy NMS; returns kept indices in descending score order."""
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: int | None = None) -> np.ndarray:
+    """Greedy NMS; kept indices in descending score order, stopping once `max_keep` are kept.
+
+    Each kept box is compared with every later candidate in one vector operation, in
+    float64 with box_iou's arithmetic, so the result is box_iou-based greedy NMS exactly.
+    """
     order = np.argsort(-scores, kind="stable")
-    keep = []
-    while order.size:
-        i = order[0]
+    n = len(order)
+    b = boxes[order].astype(np.float64)
+    x1, y1, x2, y2 = (np.ascontiguousarray(b[:, k]) for k in range(4))
+    area = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    alive = np.ones(n, bool)
+    limit = n if max_keep is None else max_keep
+    keep, i = [], 0
+    while i < n and len(keep) < limit:
         keep.append(i)
-        if order.size == 1:
+        rest = slice(i + 1, n)
+        inter = (np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
+                 * np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None))
+        union = area[i] + area[rest] - inter
+        alive[rest] &= np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0) <= iou_threshold
+        later = np.flatnonzero(alive[rest])
+        if later.size == 0:
             break
-        ious = box_iou(boxes[i:i + 1], boxes[order[1:]])[0]
-        order = order[1:][ious <= iou_threshold]
-    return np.asarray(keep, np.int64)
+        i += 1 + int(later[0])
+    return order[np.asarray(keep, np.int64)]
 
 
 def decode_boxes_scores(boxes: np.ndarray, scores: np.ndarray, box_format: str, score_threshold: float,
@@ -73,13 +88,13 @@ def decode_boxes_scores(boxes: np.ndarray, scores: np.ndarray, box_format: str, 
     if idx.size == 0:
         return Detections.empty()
     cand_boxes, cand_scores = boxes[idx], scores[idx, cls]
-    # Cap candidates before NMS (as every production decoder does) to bound its cost.
-    if cand_scores.size > 30 * max_detections:
-        top = np.argsort(-cand_scores, kind="stable")[:30 * max_detections]
+    # Pre-NMS top-k (as every production decoder does) to bound its cost.
+    if cand_scores.size > PRE_NMS_FACTOR * max_detections:
+        top = np.argsort(-cand_scores, kind="stable")[:PRE_NMS_FACTOR * max_detections]
         idx, cls, cand_boxes, cand_scores = idx[top], cls[top], cand_boxes[top], cand_scores[top]
     # Class-wise NMS in one pass: offset boxes by class so classes never overlap.
     offset = cls[:, None].astype(np.float32) * (float(np.abs(cand_boxes).max()) + 1.0) * 2
-    keep = nms(cand_boxes + offset, cand_scores, iou_threshold)[:max_detections]
+    keep = nms(cand_boxes + offset, cand_scores, iou_threshold, max_detections)
     return Detections(cand_boxes[keep], cand_scores[keep], cls[keep].astype(np.int64))
 
 
@@ -99,6 +114,28 @@ def _precision_at_recall(tp: np.ndarray, n_gt: int) -> np.ndarray:
     return q
 
 
+def match_detections(ious: np.ndarray, thresholds: np.ndarray = IOU_THRESHOLDS) -> np.ndarray:
+    """pycocotools' greedy matching at every IoU threshold at once: score-sorted detections
+    (rows of `ious`) each take the best-IoU unmatched ground truth (columns) with IoU >= t,
+    the last one among equals, as pycocotools does. Returns (thresholds, detections) hits."""
+    n_det, n_gt = ious.shape
+    hits = np.zeros((len(thresholds), n_det), bool)
+    if n_det == 0 or n_gt == 0:
+        return hits
+    floor = np.minimum(thresholds, 1 - 1e-10)[:, None]
+    matched = np.zeros((len(thresholds), n_gt), bool)
+    # Only detections that overlap some ground truth enough can match: the low-score tail skips.
+    for d in np.flatnonzero(ious.max(1) >= floor.min()):
+        ok = ~matched & (ious[d][None, :] >= floor)
+        found = np.flatnonzero(ok.any(1))
+        if found.size == 0:
+            continue
+        best = n_gt - 1 - np.where(ok, ious[d][None, :], -1.0)[:, ::-1].argmax(1)
+        matched[found, best[found]] = True
+        hits[found, d] = True
+    return hits
+
+
 def mean_average_precision(predictions: list[Detections], ground_truth: list[Detections],
                            max_dets: int = 100) -> dict[str, float]:
     """COCO mAP@0.5 and mAP@0.5:0.95 over images; ground-truth scores are ignored."""
@@ -107,34 +144,34 @@ def mean_average_precision(predictions: list[Detections], ground_truth: list[Det
         return {"map50": float("nan"), "map50_95": float("nan")}
     ap = np.zeros((len(classes), len(IOU_THRESHOLDS)))
     for ci, c in enumerate(classes):
-        n_gt = 0
-        per_threshold_hits = [[] for _ in IOU_THRESHOLDS]
-        all_scores = []
+        n_gt, hits, scores = 0, [], []
         for pred, gt in zip(predictions, ground_truth):
             g = gt.boxes[gt.labels == c]
             pm = pred.labels == c
-            p_boxes, p_scores = pred.boxes[pm], pred.scores[pm]
-            order = np.argsort(-p_scores, kind="mergesort")[:max_dets]
-            p_boxes, p_scores = p_boxes[order], p_scores[order]
+            order = np.argsort(-pred.scores[pm], kind="mergesort")[:max_dets]
+            p_boxes, p_scores = pred.boxes[pm][order], pred.scores[pm][order]
             n_gt += len(g)
-            all_scores.append(p_scores)
-            ious = box_iou(p_boxes, g)
-            for ti, t in enumerate(IOU_THRESHOLDS):
-                matched = np.zeros(len(g), bool)
-                hits = np.zeros(len(p_boxes), bool)
-                for d in range(len(p_boxes)):
-                    best, best_iou = -1, min(t, 1 - 1e-10)
-                    for j in range(len(g)):
-                        if matched[j] or ious[d, j] < best_iou:
-                            continue
-                        best, best_iou = j, ious[d, j]
-                    if best >= 0:
-                        matched[best] = True
-                        hits[d] = True
-                per_threshold_hits[ti].append(hits)
-        scores = np.concatenate(all_scores) if all_scores else np.zeros(0)
-        order = np.argsort(-scores, kind="mergesort")
+            scores.append(p_scores)
+            hits.append(match_detections(box_iou(p_boxes, g)))
+        all_scores = np.concatenate(scores) if scores else np.zeros(0)
+        order = np.argsort(-all_scores, kind="mergesort")
+        all_hits = np.concatenate(hits, 1)[:, order] if hits else np.zeros((len(IOU_THRESHOLDS), 0), bool)
         for ti in range(len(IOU_THRESHOLDS)):
-            hits = np.concatenate(per_threshold_hits[ti])[order] if scores.size else np.zeros(0, bool)
-            ap[ci, ti] = _precision_at_recall(hits, n_gt).mean()
+            ap[ci, ti] = _precision_at_recall(all_hits[ti], n_gt).mean()
     return {"map50": float(ap[:, 0].mean()), "map50_95": float(ap.mean())}
+
+
+def save_detections(path, detections: list[Detections]) -> None:
+    """Per-image detections in one .npz (concatenated arrays and per-image counts)."""
+    counts = np.array([len(d.scores) for d in detections], np.int64)
+    np.savez(path, counts=counts,
+             boxes=np.concatenate([d.boxes for d in detections]).astype(np.float32) if detections else np.zeros((0, 4)),
+             scores=np.concatenate([d.scores for d in detections]).astype(np.float32) if detections else np.zeros(0),
+             labels=np.concatenate([d.labels for d in detections]).astype(np.int64) if detections else np.zeros(0))
+
+
+def load_detections(path) -> list[Detections]:
+    data = np.load(path)
+    bounds = np.concatenate([[0], np.cumsum(data["counts"])])
+    return [Detections(data["boxes"][a:b].reshape(-1, 4), data["scores"][a:b], data["labels"][a:b])
+            for a, b in zip(bounds[:-1], bounds[1:])]

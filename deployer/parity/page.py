@@ -4,6 +4,7 @@ coordinates) are compared with the reference model's detections on the same imag
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from PIL import Image
 
 from deployer import stages as stage_names
 from deployer.datasets.preprocess import resize
+from deployer.hashing import sha256_of
 from deployer.parity.compare import decode_all
 from deployer.parity.detection import box_iou
 from deployer.spec import ModelSpec
@@ -91,13 +93,21 @@ def check_demo_page(prep, spec: ModelSpec, target: str, entries: list[dict], sta
     if not error and not urls:
         return {"verdict": "unverified", "reasons": ["no web artifact to show on the page"]}
     if not error:
-        result, error = attempt(lambda: prep.stages.run(
-            stage_names.CHECK_PAGE, f"page-{target}", page_dir=str(staging), screenshot=str(staging / "demo.png")))
+        # The page, its runtimes, samples and models are all in the staging folder by now:
+        # an unchanged folder is an unchanged page check.
+        key = prep.cache.key("page", sha256_of(staging))
+        checked, error = attempt(lambda: prep.cache.cached("page", key, lambda folder: prep.stages.run(
+            stage_names.CHECK_PAGE, (target, "", "demo page"), "node", -1, page_dir=str(staging),
+            screenshot=str(folder / "demo.png")).value))
     if error:
         return {"verdict": "fail", "reasons": [f"demo page: {error}"]}
-    result = result.value
-    reference = reference_detections(prep.reference, spec, [str(p) for p in samples])
+    hit, reused = checked
+    if reused:
+        prep.stages.progress.stage(target, "", "demo page", "reused")
+    shutil.copyfile(hit.folder / "demo.png", staging / "demo.png")
+    result = hit.value
+    reference = reference_detections(prep.reference.outputs, spec, [str(p) for p in samples])
     page = compare_page(result["results"], reference, dict(zip(urls, map(str, samples))), spec.head.score_threshold)
     page.update({"screenshot": f"{target}/demo.png", "browser": result["browser"], "page_errors": result["errors"],
-                 "samples": urls})
+                 "samples": urls, "reused": reused})
     return page

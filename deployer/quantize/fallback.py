@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import time
 from pathlib import Path
 
+from deployer import backends
 from deployer import stages as stage_names
 from deployer.artifacts import build_and_verify
 from deployer.quantize.sensitivity import rank_for_fallback
@@ -38,7 +40,8 @@ def round_rank(entry: dict) -> tuple:
             det.get("agreement_map50") or 0.0, det.get("agreement_map50_95") or 0.0, snr)
 
 
-def fallback(prep, spec: ModelSpec, target: str, plan: ArtifactPlan, staging: Path, entry: dict) -> dict:
+def fallback(prep, spec: ModelSpec, target: str, plan: ArtifactPlan, staging: Path, entry: dict,
+             after: int = 0) -> dict:
     """Accuracy-aware fallback: keep the most damaging layers in float until the verdict passes.
 
     Each round ranks layers by their own SQNR drop (quantize/sensitivity.py) on calibration
@@ -50,27 +53,31 @@ def fallback(prep, spec: ModelSpec, target: str, plan: ArtifactPlan, staging: Pa
     kept: list[str] = list(plan.options["exclude"])
     history = [_round_summary(entry, kept)]
     candidates = [(entry, staging)]
-    tag = f"{target}-{plan.key}"
+    steps = list(entry.get("stages", []))
     current = entry, staging
     for r in range(rounds):
-        rows, error = attempt(lambda: prep.stages.run(
-            stage_names.LAYER_ERRORS, f"layers-{tag}", float_onnx=str(prep.onnx_path), spec=spec.to_dict(),
-            backend=plan.backend, artifact=str(current[1] / Path(current[0]["path"]).name),
-            inputs=str(prep.calib_inputs)))
+        start = time.perf_counter()
+        analysed, error = attempt(lambda: layer_rows(prep, spec, plan, target, current[0],
+                                                     current[1] / Path(current[0]["path"]).name,
+                                                     -(after + len(plan.runtimes) + 2)))
         if error:
             entry.setdefault("notes", []).append(f"fallback stopped: per-layer analysis failed: {error}")
             break
+        rows, reused = analysed
+        steps.append({"step": f"layer analysis {r + 1}", "seconds": round(time.perf_counter() - start, 2),
+                      "reused": reused})
         groups = rank_for_fallback(rows.value, kept)[:per_round * 2 ** r]
         if not groups:
             break
         kept = kept + [n for g in groups for n in g if n not in kept]
         folder = staging / f".fallback-{r + 1}"
         folder.mkdir()
-        candidate = build_and_verify(prep, spec, target, plan, folder, {**plan.options, "exclude": kept})
+        candidate = build_and_verify(prep, spec, target, plan, folder, {**plan.options, "exclude": kept}, after)
         if candidate["status"] != "built":
             entry.setdefault("notes", []).append(f"fallback round {r + 1} failed to build: {candidate['error']}")
             break
         history.append(_round_summary(candidate, kept))
+        steps += [{**st, "step": f"{st['step']} (round {r + 1})"} for st in candidate.get("stages", [])]
         candidates.append((candidate, folder))
         current = candidate, folder
         if candidate["parity"]["verdict"] != "fail":
@@ -84,4 +91,17 @@ def fallback(prep, spec: ModelSpec, target: str, plan: ArtifactPlan, staging: Pa
     chosen = history[candidates.index((best, folder))]
     best.setdefault("quantization", {})["fallback"] = {"rounds": history, "kept_float": chosen["kept_float"],
                                                        "chosen_round": candidates.index((best, folder))}
+    best["stages"] = steps
     return best
+
+
+def layer_rows(prep, spec: ModelSpec, plan: ArtifactPlan, target: str, entry: dict, artifact: Path,
+               priority: float = 0.0):
+    """Per-layer SQNR of a built INT8 artifact against the float graph on the calibration
+    images (a worker stage, cached by the artifact's sha256): (cache entry, reused)."""
+    backend = backends.get(plan.backend)
+    key = prep.cache.key("layers", plan.backend, entry["sha256"], prep.keys["onnx"], prep.keys["calib"])
+    return prep.cache.cached("layers", key, lambda folder: prep.stages.run(
+        stage_names.LAYER_ERRORS, (target, plan.key, "layer analysis"), backend.family_for(spec.source.kind),
+        priority, float_onnx=str(prep.onnx_path), spec=spec.to_dict(), backend=plan.backend, artifact=str(artifact),
+        inputs=str(prep.calib_inputs)).value)

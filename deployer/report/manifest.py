@@ -63,11 +63,13 @@ def build_record(spec, prep, tools: dict, version: str, seconds: float) -> dict:
                    "weights": spec.source.weights or None, "sha256": prep.source_sha256},
         "toolchain": tools,
         "deployer": version,
-        "onnx": {k: prep.onnx_info.get(k) for k in ("opset", "exporter", "exporter_note", "source_form",
-                                                    "simplify", "ops", "inputs", "outputs")},
+        "onnx": {**{k: prep.onnx_info.get(k) for k in ("opset", "exporter", "exporter_note", "source_form",
+                                                       "simplify", "ops", "inputs", "outputs")},
+                 "path": str(prep.onnx_path.relative_to(prep.model_dir))},   # the intermediate form
         "evaluation": {"images": prep.evalset.images, "skipped": prep.evalset.skipped,
                        "labelled": prep.evalset.ground_truth is not None},
-        "stage_seconds": {k: round(v, 2) for k, v in prep.stage_seconds.items()},
+        "stages": prep.steps,                       # the shared steps: lower, inputs, reference
+        "stage_seconds": {s["step"]: s["seconds"] for s in prep.steps},
         "build_seconds": round(seconds, 2),
     }
 

@@ -10,7 +10,8 @@ from rich.table import Table
 
 from deployer.parity.tensor import SNR_EXACT_DB
 
-STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "unverified": "magenta"}
+STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "unverified": "magenta", "built": "green",
+         "failed": "bold red"}
 
 
 def _num(value, fmt: str) -> str:
@@ -114,7 +115,7 @@ def bench_table(manifest: dict) -> Table:
             ratio(e["size_bytes"], base and base["size_bytes"]), f"{b['latency_ms_median']:.2f}",
             f"{b['latency_ms_p90']:.2f}", ratio(b["latency_ms_median"], base and base["latency_ms_median"]),
             f"{default:.2f}", ratio(default, base and base["threads_default"]["latency_ms_median"]),
-            f"{sum(b.get('build_seconds', {}).values()):.1f}")
+            f"{b.get('build_seconds', 0.0):.1f}")
     return table
 
 

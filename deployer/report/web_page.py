@@ -21,6 +21,9 @@ VENDOR = {
     "vendor/ort": (JS_DIR / "node_modules/onnxruntime-web/dist",
                    ["ort.wasm.min.js", "ort-wasm-simd-threaded.wasm", "ort-wasm-simd-threaded.mjs"]),
     "vendor/tf": (JS_DIR / "node_modules/@tensorflow/tfjs/dist", ["tf.min.js"]),
+    "vendor/tfwasm": (JS_DIR / "node_modules/@tensorflow/tfjs-backend-wasm/dist",
+                      ["tf-backend-wasm.min.js", "tfjs-backend-wasm.wasm", "tfjs-backend-wasm-simd.wasm",
+                       "tfjs-backend-wasm-threaded-simd.wasm"]),
 }
 
 

@@ -28,3 +28,8 @@ def get(name: str) -> Runtime:
 
 def runner_class(name: str):
     return resolve(get(name).runner)
+
+
+def spread_families() -> frozenset:
+    """Families whose workers may run side by side (Runtime.spread)."""
+    return frozenset(r.family for r in registry().values() if r.spread)

@@ -20,6 +20,7 @@ there is something to free.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -39,6 +40,10 @@ class Runtime:
     settings: tuple[Option, ...] = (THREADS,)
     reference: bool = False           # runs the source model the spec names (the parity reference)
     family: str = ""                  # the framework it imports (torch, tensorflow, openvino, ...)
+    # Its family's workers are cheap to start (they drive other processes): several may run
+    # side by side. Other families run one stage at a time, in one warm worker.
+    spread: bool = False
+    preload: tuple[str, ...] = ()     # imported by its family's worker ahead of its first stage (Backend.preload)
     summary: str = ""
 
 
@@ -82,6 +87,12 @@ class Runner:
 
     def infer_many_impl(self, feeds: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
         return [self.infer_impl(f) for f in feeds]
+
+    @property
+    def threads(self) -> int:
+        """Threads to run with: the `threads` setting, else the build's share of the cores
+        (DEPLOYER_THREADS, stages.thread_env), else 0: the runtime's own default."""
+        return int(self.options.get("threads") or os.environ.get("DEPLOYER_THREADS", 0))
 
     # -- the contract ------------------------------------------------------------------
     def __enter__(self):

@@ -20,8 +20,14 @@ from deployer.errors import CannotVerify
 from deployer.runtimes.base import Runner, Runtime, Tensor
 
 RUNTIMES = (Runtime("coreml", "deployer.runtimes.coreml:CoreMLRunner", accepts=("mlpackage",), settings=(),
-                    family="coreml",
+                    family="coreml", preload=("deployer.runtimes.coreml:preload",),
                     summary="CoreML: coremltools predict on macOS, deployer's MIL interpreter elsewhere"),)
+
+
+def preload() -> None:
+    """The coreml worker's imports, ahead of its first stage (the interpreter needs no TF)."""
+    sys.modules.setdefault("tensorflow", None)
+    import coremltools  # noqa: F401
 
 
 class UnsupportedOp(CannotVerify):

@@ -1,4 +1,4 @@
-"""JavaScript runners: ONNX Runtime Web (wasm) and TF.js (cpu), in Node and in headless
+"""JavaScript runners: ONNX Runtime Web (wasm) and TF.js (wasm, cpu as fallback), in Node and in headless
 Chromium, driven through deployer/runtimes/js/run.mjs.
 
 The runner contract (runtimes/base.py) converts inputs to the graph model's layout (NHWC
@@ -8,6 +8,8 @@ for TF.js graph models from onnx2tf) and matches outputs to the spec's names and
 from __future__ import annotations
 
 import json
+import os
+import select
 import shutil
 import subprocess
 import tempfile
@@ -24,12 +26,14 @@ NODE_TIMEOUT_S = 1800
 
 RUNTIMES = tuple(
     # One wasm/cpu thread, fixed: these take no settings.
-    Runtime(name, f"deployer.runtimes.js:{cls}", accepts=(fmt,), settings=(), family="node", summary=text)
+    Runtime(name, f"deployer.runtimes.js:{cls}", accepts=(fmt,), settings=(), family="node", spread=True,
+            summary=text)
     for name, cls, fmt, text in (
         ("ort-web-node", "OrtWebNode", "onnx", "ONNX Runtime Web (wasm) in Node"),
         ("ort-web-chromium", "OrtWebChromium", "onnx", "ONNX Runtime Web (wasm) in headless Chromium"),
-        ("tfjs-node", "TfjsNode", "tfjs-graph-model", "TF.js (cpu backend) in Node"),
-        ("tfjs-chromium", "TfjsChromium", "tfjs-graph-model", "TF.js (cpu backend) in headless Chromium")))
+        ("tfjs-node", "TfjsNode", "tfjs-graph-model", "TF.js (wasm backend, cpu as fallback) in Node"),
+        ("tfjs-chromium", "TfjsChromium", "tfjs-graph-model",
+         "TF.js (wasm backend, cpu as fallback) in headless Chromium")))
 
 
 def check_js_setup(where: str) -> None:
@@ -39,6 +43,48 @@ def check_js_setup(where: str) -> None:
         raise StageError(f"{JS_DIR}/node_modules is missing: run 'make setup' (npm ci in {JS_DIR})")
     if where == "chromium" and not Path(CHROMIUM).exists():
         raise StageError(f"{CHROMIUM} not found: install Debian's chromium package (apt-get install chromium)")
+
+
+class _NodeServer:
+    """One `node server.mjs` per worker process, kept between stages: Node starts, the web
+    runtimes initialise and Chromium launches once, not once per run. It lives in the
+    worker's process group (a killed worker takes it along) and exits when the worker's
+    end of its stdin closes."""
+
+    def __init__(self):
+        self.proc = None
+
+    def request(self, payload: dict, what: str) -> dict:
+        """One request; paths in it must be absolute (the server's working folder is its own)."""
+        if self.proc is None or self.proc.poll() is not None:
+            read_fd, write_fd = os.pipe()
+            self.proc = subprocess.Popen(["node", str(JS_DIR / "server.mjs"), str(write_fd)], stdin=subprocess.PIPE,
+                                         pass_fds=(write_fd,))
+            os.close(write_fd)
+            self.replies = os.fdopen(read_fd, "rb")
+        try:
+            self.proc.stdin.write((json.dumps(payload) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass   # reported below from the server's exit
+        ready, _, _ = select.select([self.replies], [], [], NODE_TIMEOUT_S)
+        line = self.replies.readline() if ready else b""
+        if not line:
+            if ready:
+                code = self.proc.wait()
+                self.proc = None
+                raise StageError(f"{what}: the Node server exited with status {code} (its output is in this log)")
+            self.proc.kill()
+            self.proc = None
+            raise StageError(f"{what}: no answer from Node within {NODE_TIMEOUT_S} s")
+        reply = json.loads(line)
+        if not reply["ok"]:
+            tail = "\n".join(reply["error"].strip().splitlines()[:8])
+            raise StageError(f"{what} failed:\n{tail}")
+        return reply["value"]
+
+
+_SERVER = _NodeServer()
 
 
 class JSRunner(Runner):
@@ -62,21 +108,17 @@ class JSRunner(Runner):
         return self.infer_many_impl([feed])[0]
 
     def infer_many_impl(self, feeds: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-        """The whole set goes to one Node process as .npy files (a process per image would
-        cost more than the inference)."""
+        """The whole set goes to the Node server at once as .npy files (a request per image
+        would cost more than the inference)."""
         with tempfile.TemporaryDirectory() as tmp:
             ins, outs = Path(tmp) / "in", Path(tmp) / "out"
             ins.mkdir()
             outs.mkdir()
             for name in feeds[0]:
                 np.save(ins / f"{name}.npy", np.stack([f[name] for f in feeds]).astype(np.float32))
-            cmd = ["node", str(JS_DIR / "run.mjs"), "--engine", self.engine, "--model", str(self.artifact),
-                   "--inputs", str(ins), "--outputs", str(outs), "--where", self.where]
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=NODE_TIMEOUT_S)
-            if proc.returncode != 0:
-                tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
-                raise StageError(f"{self.engine} in {self.where} failed on {self.artifact}:\n{tail}")
-            self.settings.update(json.loads((outs / "run.json").read_text()))
+            self.settings.update(_SERVER.request(
+                {"op": "run", "engine": self.engine, "model": str(Path(self.artifact).resolve()), "inputs": str(ins),
+                 "outputs": str(outs), "where": self.where}, f"{self.engine} in {self.where} on {self.artifact}"))
             produced = {p.stem: np.load(p) for p in outs.glob("*.npy")}
         return [{k: v[i] for k, v in produced.items()} for i in range(len(feeds))]
 
@@ -97,15 +139,13 @@ class TfjsChromium(JSRunner):
     runtime, engine, where = "tfjs-chromium", "tfjs", "chromium"
 
 
-def check_page(page_dir: str, screenshot: str, timeout: float = 900) -> dict:
+def check_page(page_dir: str, screenshot: str) -> dict:
     """Worker stage: open the demo page in headless Chromium, run each model on each sample,
     save a screenshot; returns the detections the page drew (image coordinates)."""
     check_js_setup("chromium")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "page.json"
-        proc = subprocess.run(["node", str(JS_DIR / "page_check.mjs"), "--page", page_dir, "--screenshot", screenshot,
-                               "--out", str(out)], capture_output=True, text=True, timeout=timeout)
-        if proc.returncode != 0:
-            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
-            raise StageError(f"demo page check failed in Chromium:\n{tail}")
+        _SERVER.request({"op": "page", "page": str(Path(page_dir).resolve()), "screenshot": str(Path(screenshot).resolve()),
+                         "out": str(out)},
+                        "the demo page check in Chromium")
         return json.loads(out.read_text())

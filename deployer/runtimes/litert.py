@@ -15,7 +15,7 @@ import numpy as np
 from deployer.runtimes.base import THREADS, Runner, Runtime, Tensor
 
 RUNTIMES = (Runtime("litert", "deployer.runtimes.litert:LiteRTRunner", accepts=("tflite",), settings=(THREADS,),
-                    family="litert", summary="LiteRT (TensorFlow Lite) interpreter, XNNPACK on CPU"),)
+                    family="litert", preload=("ai_edge_litert.interpreter",), summary="LiteRT (TensorFlow Lite) interpreter, XNNPACK on CPU"),)
 
 
 def _tensor(name: str, d: dict) -> Tensor:
@@ -29,7 +29,7 @@ class LiteRTRunner(Runner):
     def load(self) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        threads = int(self.options.get("threads", 0)) or None
+        threads = self.threads or None
         self.interpreter = Interpreter(model_path=self.artifact, num_threads=threads)
         signatures = self.interpreter.get_signature_list()
         if signatures:

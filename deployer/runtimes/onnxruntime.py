@@ -7,7 +7,7 @@ import numpy as np
 from deployer.runtimes.base import THREADS, Runner, Runtime, Tensor
 
 RUNTIMES = (Runtime("onnxruntime", "deployer.runtimes.onnxruntime:OnnxRuntimeRunner", accepts=("onnx",),
-                    settings=(THREADS,), family="onnx", summary="ONNX Runtime, CPU execution provider"),)
+                    settings=(THREADS,), family="onnx", preload=("onnxruntime",), summary="ONNX Runtime, CPU execution provider"),)
 
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int8)": np.int8,
            "tensor(uint8)": np.uint8, "tensor(int32)": np.int32, "tensor(int64)": np.int64}
@@ -20,7 +20,7 @@ class OnnxRuntimeRunner(Runner):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        threads = int(self.options.get("threads", 0))
+        threads = self.threads
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(self.artifact, opts, providers=["CPUExecutionProvider"])

@@ -15,7 +15,7 @@ from deployer.runtimes.base import THREADS, Runner, Runtime, Tensor
 PRECISION_HINT = Option("precision_hint", str, "f32", "CPU plugin inference precision", choices=("f32", "bf16", "f16"))
 
 RUNTIMES = (Runtime("openvino", "deployer.runtimes.openvino:OpenVINORunner", accepts=("openvino-ir", "onnx"),
-                    settings=(THREADS, PRECISION_HINT), family="openvino",
+                    settings=(THREADS, PRECISION_HINT), family="openvino", preload=("openvino",),
                     summary="OpenVINO CPU plugin (f32 precision hint unless set)"),)
 
 
@@ -27,13 +27,13 @@ class OpenVINORunner(Runner):
 
         core = ov.Core()
         config = {"INFERENCE_PRECISION_HINT": self.options.get("precision_hint", PRECISION_HINT.default)}
-        if self.options.get("threads"):
-            config["INFERENCE_NUM_THREADS"] = int(self.options["threads"])
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = self.threads
         self.compiled = core.compile_model(core.read_model(self.artifact), "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.settings = {"device": "CPU",
                          "precision_hint": self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string(),
-                         "threads": int(self.options.get("threads", 0)) or "default", "openvino": ov.__version__}
+                         "threads": self.threads or "default", "openvino": ov.__version__}
 
     def unload(self) -> None:
         self.request = self.compiled = None

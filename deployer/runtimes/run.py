@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from deployer.parity.compare import Reference, measure
 from deployer.runtimes import runner_class
 from deployer.spec import ModelSpec
 
@@ -17,10 +18,11 @@ def make_runner(runtime: str, artifact: str, spec: ModelSpec, settings: dict | N
 
 
 def run_inputs(runtime: str, artifact: str, spec: dict, inputs: str, outputs: str, settings: dict,
-               expected_outputs: dict | None = None) -> dict:
+               expected_outputs: dict | None = None, reference: dict | None = None) -> dict:
     """Run every sample of the `inputs` .npz (arrays of shape (n, *input_shape)); write the
-    outputs (n, *output_shape) to `outputs`. A runtime that cannot run the artifact here
-    raises CannotVerify, which reaches the parent as such (worker.py)."""
+    outputs (n, *output_shape) to `outputs`. With `reference` (Reference.files_in), measure
+    the outputs against it here, in this worker: the parent only judges. A runtime that
+    cannot run the artifact here raises CannotVerify, which reaches the parent as such."""
     spec = ModelSpec.from_dict(spec)
     data = np.load(inputs)
     start = time.perf_counter()
@@ -28,5 +30,8 @@ def run_inputs(runtime: str, artifact: str, spec: dict, inputs: str, outputs: st
         stacked = runner.infer_many({i.name: data[i.name] for i in spec.inputs})
         used = dict(runner.settings)
     np.savez(outputs, **stacked)
-    return {"runtime": runtime, "images": len(data[spec.inputs[0].name]), "settings": used,
-            "seconds": round(time.perf_counter() - start, 3)}
+    value = {"runtime": runtime, "images": len(data[spec.inputs[0].name]), "settings": used,
+             "seconds": round(time.perf_counter() - start, 3)}
+    if reference is not None:
+        value["metrics"] = measure(Reference.load(reference), stacked, spec)
+    return value

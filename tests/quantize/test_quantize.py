@@ -96,8 +96,8 @@ def test_verify_layers_names_first_damaged_tensor(quant_build):
     entries = _entries(dist, "quant")
     layers = entries[("onnx", "int8")]["layers"]
     assert layers["available"] and layers["first_below"]["sqnr_db"] < 80
-    graph_tensors = {o for n in onnx.load(str(next((dist / "tiny" / ".work").glob("tiny.*.onnx")))).graph.node
-                     for o in n.output}
+    manifest = json.loads((dist / "tiny" / "manifest.json").read_text())
+    graph_tensors = {o for n in onnx.load(str(dist / "tiny" / manifest["onnx"]["path"])).graph.node for o in n.output}
     assert layers["first_below"]["tensor"] in graph_tensors
     assert entries[("openvino", "int8")]["layers"]["available"]
     assert not entries[("tflite", "int8")]["layers"]["available"]

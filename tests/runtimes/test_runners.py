@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from deployer import backends
 from deployer.runtimes.run import make_runner
 from deployer.spec import load_model_spec
 from deployer.worker import run_stage
@@ -27,9 +28,17 @@ def artifacts(tiny_project, tmp_path_factory):
     np.savez(calib, images=rng.random((4, 1, 3, 64, 64), dtype=np.float32))
     paths = {"onnxruntime": onnx_path}
     for backend, runtime in (("openvino", "openvino"), ("tflite", "litert")):
-        built = run_stage(f"deployer.backends.{backend}:build",
+        declared, extra = backends.get(backend), {}
+        if declared.prebuild:   # the shared conversion its artifacts are taken from
+            shared = folder / f"{backend}-shared"
+            shared.mkdir()
+            run_stage(declared.prebuild, {"onnx_path": str(onnx_path), "spec": spec.to_dict(), "options": {},
+                                          "calibration": str(calib), "out_dir": str(shared)},
+                      workdir=folder, name=f"{backend}-shared")
+            extra["prebuilt"] = str(shared)
+        built = run_stage(declared.build,
                           {"onnx_path": str(onnx_path), "spec": spec.to_dict(), "precision": "fp32", "options": {},
-                           "out_dir": str(folder), "stem": f"tiny_{backend}", "calibration": str(calib)},
+                           "out_dir": str(folder), "stem": f"tiny_{backend}", "calibration": str(calib), **extra},
                           workdir=folder, name=backend).value
         paths[runtime] = folder / built["path"]
     return spec, paths

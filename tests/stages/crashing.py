@@ -19,3 +19,13 @@ def raise_error(**kwargs):
 
 def add(a, b):
     return {"sum": a + b}
+
+
+def pid():
+    return {"pid": os.getpid()}
+
+
+def chatter():
+    print("python says hello", flush=True)
+    os.system("echo C says hello")   # a child process writing to the inherited descriptors
+    return {}

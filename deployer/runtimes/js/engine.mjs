@@ -1,4 +1,21 @@
 // Load and run a deployer web artifact with ONNX Runtime Web or TF.js.
+
+// TF.js computes on WebAssembly (about 10x the pure-JavaScript cpu backend); where wasm cannot
+// start, the cpu backend runs instead and the reason is returned (it goes into the manifest).
+export async function useTfBackend(tf, preferred = "wasm") {
+  let reason = "";
+  try {
+    if (await tf.setBackend(preferred)) {
+      await tf.ready();
+      return { backend: preferred };
+    }
+    reason = `setBackend('${preferred}') returned false`;
+  } catch (e) {
+    reason = String(e);
+  }
+  await tf.setBackend("cpu");
+  return { backend: "cpu", fallback: `${preferred} unavailable: ${reason}` };
+}
 // Shared by the Node runner (run.mjs) and the demo page (the browser), so the browser
 // parity run executes the very code the page uses. `lib` is the `ort` or `tf` namespace.
 
@@ -24,6 +41,12 @@ export async function loadModel(engine, lib, source) {
     };
   }
   throw new Error(`unknown engine ${engine}`);
+}
+
+// Free what a loaded model holds (a long-lived process runs many of them).
+export async function disposeModel(handle) {
+  if (handle.engine === "ort") await handle.session.release();
+  else handle.model.dispose();
 }
 
 // inputs: {name: {data: Float32Array, shape: number[]}} -> {name: {data, shape}}

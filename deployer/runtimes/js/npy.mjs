@@ -1,34 +1,38 @@
-// Minimal .npy (version 1/2/3) reader and writer for little-endian float32/int arrays, C order.
-import { readFileSync, writeFileSync } from "node:fs";
+// Minimal .npy (version 1/2/3) parser and encoder for little-endian float32/int arrays, C order.
+// No Node imports: the browser harness parses the very same way (run.mjs does the file I/O).
 
 const DTYPES = { "<f4": Float32Array, "<i4": Int32Array, "|u1": Uint8Array, "|i1": Int8Array };
+const latin1 = (bytes, a, b) => String.fromCharCode(...bytes.subarray(a, b));
 
-export function readNpy(path) {
-  const buf = readFileSync(path);
-  if (buf.toString("latin1", 1, 6) !== "NUMPY") throw new Error(`${path}: not a .npy file`);
-  const major = buf[6];
-  const headerLen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
+// bytes: a Uint8Array holding a whole .npy file -> { data, shape, dtype }
+export function parseNpy(bytes, what = "npy") {
+  if (latin1(bytes, 1, 6) !== "NUMPY") throw new Error(`${what}: not a .npy file`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const major = bytes[6];
+  const headerLen = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
   const start = major === 1 ? 10 : 12;
-  const header = buf.toString("latin1", start, start + headerLen);
+  const header = latin1(bytes, start, start + headerLen);
   const descr = /'descr':\s*'([^']+)'/.exec(header)[1];
-  if (/'fortran_order':\s*True/.test(header)) throw new Error(`${path}: Fortran order is not supported`);
+  if (/'fortran_order':\s*True/.test(header)) throw new Error(`${what}: Fortran order is not supported`);
   const shape = /'shape':\s*\(([^)]*)\)/.exec(header)[1].split(",").map(s => s.trim()).filter(Boolean).map(Number);
   const Type = DTYPES[descr];
-  if (!Type) throw new Error(`${path}: dtype ${descr} is not supported`);
-  const offset = start + headerLen;
-  const copy = buf.buffer.slice(buf.byteOffset + offset, buf.byteOffset + buf.length);
-  return { data: new Type(copy), shape, dtype: descr };
+  if (!Type) throw new Error(`${what}: dtype ${descr} is not supported`);
+  const offset = bytes.byteOffset + start + headerLen;
+  return { data: new Type(bytes.buffer.slice(offset, bytes.byteOffset + bytes.byteLength)), shape, dtype: descr };
 }
 
-export function writeNpy(path, data, shape) {
+// -> Uint8Array of a .npy file holding `data` (Float32Array or Int32Array) with `shape`
+export function encodeNpy(data, shape) {
   const descr = data instanceof Float32Array ? "<f4" : data instanceof Int32Array ? "<i4" : null;
-  if (!descr) throw new Error("writeNpy: only Float32Array and Int32Array");
+  if (!descr) throw new Error("encodeNpy: only Float32Array and Int32Array");
   let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${shape.join(", ")}${shape.length === 1 ? "," : ""}), }`;
   const total = 10 + header.length + 1;
   header += " ".repeat((64 - (total % 64)) % 64) + "\n";
-  const head = Buffer.alloc(10);
-  head.write("\x93NUMPY", 0, "latin1");
-  head[6] = 1; head[7] = 0;
-  head.writeUInt16LE(header.length, 8);
-  writeFileSync(path, Buffer.concat([head, Buffer.from(header, "latin1"), Buffer.from(data.buffer, data.byteOffset, data.byteLength)]));
+  const out = new Uint8Array(10 + header.length + data.byteLength);
+  out.set([0x93, ..."NUMPY"].map(c => (typeof c === "string" ? c.charCodeAt(0) : c)), 0);
+  out[6] = 1; out[7] = 0;
+  new DataView(out.buffer).setUint16(8, header.length, true);
+  for (let i = 0; i < header.length; i++) out[10 + i] = header.charCodeAt(i);
+  out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), 10 + header.length);
+  return out;
 }

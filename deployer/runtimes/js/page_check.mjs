@@ -2,35 +2,45 @@
 // collect the detections the page drew and save a screenshot.
 //   node page_check.mjs --page DIR --screenshot FILE --out FILE.json
 import { writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { serve, launchChromium, parseArgs } from "./run.mjs";
 
-const args = parseArgs(process.argv.slice(2));
-const server = await serve({ "/": args.page });
-const browser = await launchChromium();
-try {
+export async function checkPage({ page: pageDir, screenshot, out }, browser) {
+  const server = await serve({ "/": pageDir });
   const page = await browser.newPage({ viewport: { width: 900, height: 800 } });
-  const errors = [];
-  page.on("pageerror", e => errors.push(String(e)));
-  page.on("console", m => m.type() === "error" && errors.push(m.text()));
-  await page.goto(`http://127.0.0.1:${server.address().port}/index.html`);
-  await page.waitForFunction(() => window.deployerDemo && (window.deployerDemo.ready || window.deployerDemo.error),
-                             null, { timeout: 60000 });
-  const state = await page.evaluate(() => ({ error: window.deployerDemo.error, config: window.deployerDemo.config }));
-  if (state.error) throw new Error(`page failed to start: ${state.error}; ${errors.join("; ")}`);
-  const results = [];
-  for (let m = 0; m < state.config.models.length; m++) {
-    await page.evaluate(i => window.deployerDemo.selectModel(i), m);
-    for (const sample of state.config.samples) {
-      const r = await page.evaluate(s => window.deployerDemo.detect(s), sample);
-      results.push({ model: r.model, sample, ms: r.ms, detections: r.detections.map(d => ({ box: d.box, label: d.label, score: d.score })) });
+  try {
+    const errors = [];
+    page.on("pageerror", e => errors.push(String(e)));
+    page.on("console", m => m.type() === "error" && errors.push(m.text()));
+    await page.goto(`http://127.0.0.1:${server.address().port}/index.html`);
+    await page.waitForFunction(() => window.deployerDemo && (window.deployerDemo.ready || window.deployerDemo.error),
+                               null, { timeout: 60000 });
+    const state = await page.evaluate(() => ({ error: window.deployerDemo.error, config: window.deployerDemo.config }));
+    if (state.error) throw new Error(`page failed to start: ${state.error}; ${errors.join("; ")}`);
+    const results = [];
+    for (let m = 0; m < state.config.models.length; m++) {
+      await page.evaluate(i => window.deployerDemo.selectModel(i), m);
+      for (const sample of state.config.samples) {
+        const r = await page.evaluate(s => window.deployerDemo.detect(s), sample);
+        results.push({ model: r.model, sample, ms: r.ms, detections: r.detections.map(d => ({ box: d.box, label: d.label, score: d.score })) });
+      }
     }
+    // Leave the first model's first sample on screen for the screenshot.
+    await page.evaluate(() => window.deployerDemo.selectModel(0));
+    await page.evaluate(s => window.deployerDemo.detect(s), state.config.samples[0]);
+    await page.screenshot({ path: screenshot, fullPage: true });
+    writeFileSync(out, JSON.stringify({ results, errors, browser: browser.version() }));
+  } finally {
+    await page.close();
+    server.close();
   }
-  // Leave the first model's first sample on screen for the screenshot.
-  await page.evaluate(() => window.deployerDemo.selectModel(0));
-  await page.evaluate(s => window.deployerDemo.detect(s), state.config.samples[0]);
-  await page.screenshot({ path: args.screenshot, fullPage: true });
-  writeFileSync(args.out, JSON.stringify({ results, errors, browser: browser.version() }));
-} finally {
-  await browser.close();
-  server.close();
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const browser = await launchChromium();
+  try {
+    await checkPage(parseArgs(process.argv.slice(2)), browser);
+  } finally {
+    await browser.close();
+  }
 }

@@ -1,19 +1,22 @@
 // Run a deployer web artifact over .npy inputs in Node or in headless Chromium; write .npy outputs.
 //   node run.mjs --engine ort|tfjs --model FILE --inputs DIR --outputs DIR [--where node|chromium]
 // Inputs: DIR/<input>.npy shaped (n, ...) with each sample as the model takes it; outputs likewise.
+// server.mjs runs the same `runArtifact` for many requests in one process and one browser.
 import { createServer } from "node:http";
 import { readFileSync, readdirSync, writeFileSync, existsSync, statSync } from "node:fs";
 import { dirname, join, resolve, extname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { readNpy, writeNpy } from "./npy.mjs";
-import { loadModel, runModel } from "./engine.mjs";
+import { parseNpy, encodeNpy } from "./npy.mjs";
+import { disposeModel, loadModel, runModel, useTfBackend } from "./engine.mjs";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 export const parseArgs = argv => Object.fromEntries(argv.reduce((acc, a, i, all) => (a.startsWith("--") ? [...acc, [a.slice(2), all[i + 1]]] : acc), []));
 
 function readInputs(dir) {
   const inputs = {};
-  for (const f of readdirSync(dir).filter(f => f.endsWith(".npy"))) inputs[f.slice(0, -4)] = readNpy(join(dir, f));
+  for (const f of readdirSync(dir).filter(f => f.endsWith(".npy"))) {
+    inputs[f.slice(0, -4)] = parseNpy(new Uint8Array(readFileSync(join(dir, f))), join(dir, f));
+  }
   return inputs;
 }
 
@@ -32,7 +35,7 @@ function writeOutputs(dir, store) {
     const flat = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
     let o = 0;
     for (const p of parts) { flat.set(p, o); o += p.length; }
-    writeNpy(join(dir, `${name}.npy`), flat, [parts.length, ...shape]);
+    writeFileSync(join(dir, `${name}.npy`), encodeNpy(flat, [parts.length, ...shape]));
   }
 }
 
@@ -54,29 +57,48 @@ function tfjsFileHandler(path) {
   };
 }
 
+async function runAll(handle, lib, inputs) {
+  const n = Object.values(inputs)[0].shape[0];
+  const store = {};
+  try {
+    for (let k = 0; k < n; k++) {
+      const feed = Object.fromEntries(Object.entries(inputs).map(([name, npy]) => [name, sample(npy, k)]));
+      const out = await runModel(handle, lib, feed);
+      for (const [name, t] of Object.entries(out)) collect(store, name, t);
+    }
+  } finally {
+    await disposeModel(handle);
+  }
+  return store;
+}
+
 async function runInNode(engine, modelPath, inputs) {
-  let lib, source;
+  let lib, source, chosen = { backend: "wasm" };
   if (engine === "ort") {
     lib = await import("onnxruntime-web");
     lib.env.wasm.numThreads = 1;
     source = new Uint8Array(readFileSync(modelPath));
   } else {
     lib = await import("@tensorflow/tfjs");
-    await lib.setBackend("cpu");
+    const wasm = await import("@tensorflow/tfjs-backend-wasm");
+    wasm.setWasmPaths(join(HERE, "node_modules/@tensorflow/tfjs-backend-wasm/dist/"));
+    chosen = await useTfBackend(lib);
     source = tfjsFileHandler(modelPath);
   }
-  const handle = await loadModel(engine, lib, source);
-  const n = Object.values(inputs)[0].shape[0];
-  const store = {};
   const t0 = Date.now();
-  for (let k = 0; k < n; k++) {
-    const feed = Object.fromEntries(Object.entries(inputs).map(([name, npy]) => [name, sample(npy, k)]));
-    const out = await runModel(handle, lib, feed);
-    for (const [name, t] of Object.entries(out)) collect(store, name, t);
+  let store;
+  try {
+    store = await runAll(await loadModel(engine, lib, source), lib, inputs);
+  } catch (e) {
+    // A kernel the wasm backend lacks: the cpu backend runs the model, and the manifest says why.
+    if (engine !== "tfjs" || chosen.backend !== "wasm") throw e;
+    await lib.setBackend("cpu");
+    chosen = { backend: "cpu", fallback: `wasm failed on this model: ${String(e).split("\n")[0]}` };
+    store = await runAll(await loadModel(engine, lib, source), lib, inputs);
   }
   const version = engine === "ort" ? lib.env.versions?.web : lib.version?.tfjs;
-  return { store, settings: { where: "node", node: process.version, engine, backend: engine === "ort" ? "wasm" : "cpu",
-                              version, threads: 1, seconds: (Date.now() - t0) / 1000 } };
+  return { store, settings: { where: "node", node: process.version, engine, ...chosen, version, threads: 1,
+                              seconds: (Date.now() - t0) / 1000 } };
 }
 
 const MIME = { ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".json": "application/json",
@@ -99,6 +121,7 @@ export function serve(routes) {
 }
 
 export async function launchChromium() {
+  // One browser per process: a server (server.mjs) reuses it for every run.
   const { chromium } = await import("playwright-core");
   return chromium.launch({
     executablePath: process.env.DEPLOYER_CHROMIUM || "/usr/bin/chromium",
@@ -108,13 +131,15 @@ export async function launchChromium() {
 }
 
 export const VENDOR = { "/vendor/ort/": join(HERE, "node_modules/onnxruntime-web/dist"),
-                        "/vendor/tf/": join(HERE, "node_modules/@tensorflow/tfjs/dist") };
+                        "/vendor/tf/": join(HERE, "node_modules/@tensorflow/tfjs/dist"),
+                        "/vendor/tfwasm/": join(HERE, "node_modules/@tensorflow/tfjs-backend-wasm/dist") };
 
-async function runInChromium(engine, modelPath, inputs) {
-  const server = await serve({ "/": HERE, ...VENDOR, "/model/": dirname(modelPath) });
-  const browser = await launchChromium();
+// The page fetches the .npy inputs from this server and runs every sample itself: one call
+// into the page, not a round trip per image.
+async function runInChromium(engine, modelPath, inputsDir, browser) {
+  const server = await serve({ "/": HERE, ...VENDOR, "/model/": dirname(modelPath), "/inputs/": inputsDir });
+  const page = await browser.newPage();
   try {
-    const page = await browser.newPage();
     const errors = [];
     page.on("pageerror", e => errors.push(String(e)));
     await page.goto(`http://127.0.0.1:${server.address().port}/harness.html`);
@@ -122,35 +147,41 @@ async function runInChromium(engine, modelPath, inputs) {
       throw new Error(`harness did not start: ${errors.join("; ")}`);
     });
     const info = await page.evaluate(([e, u]) => window.harness.load(e, u), [engine, `/model/${modelPath.split("/").pop()}`]);
-    const n = Object.values(inputs)[0].shape[0];
+    const names = readdirSync(inputsDir).filter(f => f.endsWith(".npy")).map(f => f.slice(0, -4));
+    const result = await page.evaluate(n => window.harness.runAll(n), names).catch(e => {
+      throw new Error(`${e.message}; ${errors.join("; ")}`);
+    });
     const store = {};
-    let ms = 0;
-    for (let k = 0; k < n; k++) {
-      const feed = {};
-      for (const [name, npy] of Object.entries(inputs)) {
-        const s = sample(npy, k);
-        feed[name] = { b64: Buffer.from(s.data.buffer, s.data.byteOffset, s.data.byteLength).toString("base64"), shape: s.shape };
-      }
-      const result = await page.evaluate(f => window.harness.run(f), feed);
-      ms += result.ms;
-      for (const [name, t] of Object.entries(result.outputs)) {
-        const b = Buffer.from(t.b64, "base64");
-        collect(store, name, { data: new Float32Array(b.buffer, b.byteOffset, b.length / 4), shape: t.shape });
-      }
+    for (const [name, t] of Object.entries(result.outputs)) {
+      const b = Buffer.from(t.b64, "base64");
+      const all = new Float32Array(b.buffer, b.byteOffset, b.length / 4);
+      const size = t.shape.reduce((a, c) => a * c, 1);
+      store[name] = { shape: t.shape, parts: Array.from({ length: result.count }, (_, k) => all.subarray(k * size, (k + 1) * size)) };
     }
-    return { store, settings: { where: "chromium", browser: browser.version(), engine, backend: engine === "ort" ? "wasm" : "cpu",
-                                version: info.version, threads: 1, inference_ms_total: ms } };
+    return { store, settings: { where: "chromium", browser: browser.version(), engine, ...info.backend,
+                                version: info.version, threads: 1, inference_ms_total: result.ms } };
   } finally {
-    await browser.close();
+    await page.close();
     server.close();
   }
 }
 
+// One run: the artifact over DIR/<input>.npy, outputs and run.json into the outputs folder.
+// `browser()` gives the Chromium to use (launched on first need by the caller).
+export async function runArtifact({ engine, model, inputs, outputs, where }, browser) {
+  const { store, settings } = (where || "node") === "chromium"
+    ? await runInChromium(engine, resolve(model), resolve(inputs), await browser())
+    : await runInNode(engine, resolve(model), readInputs(inputs));
+  writeOutputs(outputs, store);
+  writeFileSync(join(outputs, "run.json"), JSON.stringify(settings));
+  return settings;
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const args = parseArgs(process.argv.slice(2));
-  const inputs = readInputs(args.inputs);
-  const run = (args.where || "node") === "chromium" ? runInChromium : runInNode;
-  const { store, settings } = await run(args.engine, resolve(args.model), inputs);
-  writeOutputs(args.outputs, store);
-  writeFileSync(join(args.outputs, "run.json"), JSON.stringify(settings));
+  let chromium = null;
+  try {
+    await runArtifact(parseArgs(process.argv.slice(2)), async () => (chromium ||= await launchChromium()));
+  } finally {
+    if (chromium) await chromium.close();
+  }
 }

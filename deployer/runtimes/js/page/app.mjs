@@ -1,6 +1,6 @@
 // The demo page: pick a model and an image, run it in the browser, draw the detections.
 // window.deployerDemo exposes the same steps to tests (and to anyone scripting the page).
-import { loadModel, runModel, decodeBoxesScores } from "./engine.mjs";
+import { loadModel, runModel, decodeBoxesScores, useTfBackend } from "./engine.mjs";
 
 const $ = id => document.getElementById(id);
 const COLORS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c"];
@@ -45,10 +45,14 @@ function preprocess(img, pre, width, height, layout) {
 async function selectModel(index) {
   const m = config.models[index];
   const lib = m.engine === "ort" ? window.ort : window.tf;
+  let backend = "wasm";
   if (m.engine === "ort") { lib.env.wasm.wasmPaths = new URL("vendor/ort/", location.href).href; lib.env.wasm.numThreads = 1; }
-  else await lib.setBackend("cpu");
+  else {
+    lib.wasm.setWasmPaths(new URL("vendor/tfwasm/", location.href).href);
+    backend = (await useTfBackend(lib)).backend;
+  }
   const handle = await loadModel(m.engine, lib, m.url);
-  current = { index, model: m, lib, handle };
+  current = { index, model: m, lib, handle, backend };
   $("status").textContent = `${m.name} loaded`;
 }
 
@@ -87,7 +91,7 @@ async function detect(src) {
           Math.min(img.naturalHeight, (d.box[3] - transform.py) / transform.sy)],
   }));
   draw(img, dets);
-  $("status").textContent = `${m.name}: ${dets.length} objects in ${ms.toFixed(1)} ms (${m.engine}, ${m.engine === "ort" ? "wasm" : "cpu"})`;
+  $("status").textContent = `${m.name}: ${dets.length} objects in ${ms.toFixed(1)} ms (${m.engine}, ${current.backend})`;
   return { detections: dets, ms, model: m.name };
 }
 
