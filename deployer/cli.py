@@ -41,6 +41,23 @@ def _steps(manifest: dict, targets: list[str]) -> list[dict]:
             *(s for a in manifest["artifacts"] if a["target"] in targets for s in a.get("stages", []))]
 
 
+ALLOW_UNVERIFIED_HELP = ("exit 0 even when an artifact could not be verified (its runtime cannot run here, or no "
+                         "threshold applies); by default that counts as not passed")
+
+
+def _status(pipeline, manifest: dict, targets: list[str], allow_unverified: bool, console) -> int:
+    """The exit status, saying why when unverified artifacts decide it."""
+    status = pipeline.exit_status(manifest, targets, allow_unverified)
+    missing = pipeline.unverified(manifest, targets)
+    if missing:
+        names = ", ".join(f"{a['target']}/{a['backend']} {a['precision']}" for a in missing)
+        console.print(f"[magenta]unverified[/]: {names}: parity could not be measured (reasons above); "
+                      + ("allowed by --allow-unverified" if allow_unverified else
+                         "this fails the build: pass --allow-unverified, or set verify = \"optional\" on the "
+                         "artifact in its profile"), highlight=False)
+    return status
+
+
 def cmd_build(args) -> int:
     from deployer import pipeline
     from deployer.progress import for_console as progress_for
@@ -49,6 +66,10 @@ def cmd_build(args) -> int:
     from deployer.stages import BuildOptions, default_jobs
 
     spec = load_model_spec(args.spec)
+    if getattr(args, "split", None):
+        from deployer.inputs import with_split
+
+        spec = with_split(spec, args.split, args.calib or "", args.eval or "")
     targets = args.target or list(DEFAULT_TARGETS)
     profiles = [load_target_profile(find_target(t, _targets_dir())) for t in targets]
     names = [p.name for p in profiles]
@@ -67,7 +88,7 @@ def cmd_build(args) -> int:
     console.print(f"built in {manifest['build_seconds']:.1f} s ({reused} of {len(_steps(manifest, names))} stages "
                   f"reused from the cache)")
     console.print(f"manifest: {Path(args.out) / spec.name / 'manifest.json'}")
-    return pipeline.exit_status(manifest, names)
+    return _status(pipeline, manifest, names, args.allow_unverified, console)
 
 
 def cmd_verify(args) -> int:
@@ -85,7 +106,7 @@ def cmd_verify(args) -> int:
     if args.layers:
         manifest = checks.layer_report(model_dir, manifest, opts, args.sqnr_threshold, args.layer_images)
         print_layers(manifest, console)
-    return pipeline.exit_status(manifest, targets)
+    return _status(pipeline, manifest, targets, args.allow_unverified, console)
 
 
 def cmd_bench(args) -> int:
@@ -101,7 +122,8 @@ def cmd_bench(args) -> int:
         source = Path(args.out) / load_model_spec(source).name
         if not (source / "manifest.json").is_file():
             status = cmd_build(argparse.Namespace(spec=args.dist, target=None, calib=None, eval=None, out=args.out,
-                                                  jobs=None, timeout=args.timeout, no_cache=False))
+                                                  jobs=None, timeout=args.timeout, no_cache=False,
+                                                  allow_unverified=False))
             if status != EXIT_OK:
                 return status
     model_dir, manifest = read_manifest(source)
@@ -138,6 +160,10 @@ def cmd_inspect(args) -> int:
     return EXIT_OK
 
 
+SPLITS = ("train", "val", "test")  # an Ultralytics data.yaml's splits
+READ_FORMATS = ("coco", "voc", "yolo", "openimages", "folder")
+
+
 def cmd_data_synth(args) -> int:
     from deployer.datasets import synth_writer
 
@@ -152,11 +178,12 @@ def cmd_data_convert(args) -> int:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        dataset = open_dataset(args.src, getattr(args, "from"))
+        dataset = open_dataset(args.src, getattr(args, "from"), args.split)
         count = write_dataset(dataset, args.dst, args.to)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    print(f"converted {count} images from {dataset.format} to {args.to}: {args.dst}"
+    print(f"converted {count} images from {dataset.format}{f' (split {args.split})' if args.split else ''} "
+          f"to {args.to}: {args.dst}"
           + (f" ({len(dataset.skipped)} skipped: cannot decode)" if dataset.skipped else ""))
     return EXIT_OK
 
@@ -164,12 +191,16 @@ def cmd_data_convert(args) -> int:
 def cmd_data_info(args) -> int:
     from deployer.datasets.info import describe
 
-    info = describe(args.src, getattr(args, "from"))
+    info = describe(args.src, getattr(args, "from"), args.split)
     if args.json:
         print(json.dumps(info, indent=2))
         return EXIT_OK
-    print(f"{info['source']} ({info['format']}): {info['images']} images, {info['boxes']} boxes, "
+    split = f", split {info['split']}" if "split" in info else ""
+    print(f"{info['source']} ({info['format']}{split}): {info['images']} images, {info['boxes']} boxes, "
           f"{info['skipped']} skipped")
+    for name, part in info.get("splits", {}).items():
+        print(f"  {'split ' + name + ':':20} {part['images']} images, {part['boxes']} boxes, "
+              f"{part['skipped']} skipped")
     for name, n in info["boxes_per_class"].items():
         print(f"  {name:20} {n}")
     sizes = info["image_sizes"]
@@ -191,12 +222,17 @@ def make_parser() -> argparse.ArgumentParser:
                    f"default: {', '.join(DEFAULT_TARGETS)})")
     b.add_argument("--calib", help="calibration dataset (COCO, VOC, YOLO or image folder)")
     b.add_argument("--eval", help="evaluation dataset (labelled: also gives labelled mAP)")
+    b.add_argument("--split", choices=SPLITS,
+                   help="split of the datasets with splits (Ultralytics data.yaml) to calibrate and evaluate on, "
+                   "given here or in the spec; overrides the spec's data.calibration_split and "
+                   "data.evaluation_split (default: train for calibration, val for evaluation)")
     b.add_argument("--out", default="dist", help="output folder (default: dist)")
     b.add_argument("--jobs", type=int, default=None,
                    help="stages run side by side, each in a warm worker (default: the number of cores)")
     b.add_argument("--timeout", type=float, default=1800, help="seconds allowed per stage (default: 1800)")
     b.add_argument("--no-cache", action="store_true",
                    help="run every stage again instead of reusing cached results (the cache is still refreshed)")
+    b.add_argument("--allow-unverified", action="store_true", help=ALLOW_UNVERIFIED_HELP)
     b.set_defaults(func=cmd_build)
 
     v = sub.add_parser("verify", help="re-run parity on built artifacts")
@@ -206,6 +242,7 @@ def make_parser() -> argparse.ArgumentParser:
     v.add_argument("--layers", action="store_true", help="also report per-layer SQNR against the float ONNX graph")
     v.add_argument("--sqnr-threshold", type=float, default=30.0, help="dB below which a tensor counts as damaged")
     v.add_argument("--layer-images", type=int, default=16, help="evaluation images for --layers (default: 16)")
+    v.add_argument("--allow-unverified", action="store_true", help=ALLOW_UNVERIFIED_HELP)
     v.set_defaults(func=cmd_verify)
 
     be = sub.add_parser("bench", help="latency and size of every built artifact")
@@ -229,15 +266,17 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--format", choices=("coco", "voc", "yolo", "all"), default="coco")
     s.set_defaults(func=cmd_data_synth)
-    c = dsub.add_parser("convert", help="convert between COCO, VOC and YOLO layouts")
-    c.add_argument("--from", choices=("coco", "voc", "yolo", "folder"), help="source format (default: detect)")
+    c = dsub.add_parser("convert", help="convert to COCO, VOC or YOLO (from those, Open Images CSV or an image folder)")
+    c.add_argument("--from", choices=READ_FORMATS, help="source format (default: detect)")
     c.add_argument("--to", choices=("coco", "voc", "yolo"), required=True)
+    c.add_argument("--split", choices=SPLITS, help="convert this split only (default: every split)")
     c.add_argument("src")
     c.add_argument("dst")
     c.set_defaults(func=cmd_data_convert)
     n = dsub.add_parser("info", help="images, boxes per class and image sizes of a dataset")
     n.add_argument("src")
-    n.add_argument("--from", choices=("coco", "voc", "yolo", "folder"))
+    n.add_argument("--from", choices=READ_FORMATS)
+    n.add_argument("--split", choices=SPLITS, help="describe this split only (default: every split, and each)")
     n.add_argument("--json", action="store_true")
     n.set_defaults(func=cmd_data_info)
     return p

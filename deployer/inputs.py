@@ -6,24 +6,46 @@ runtime in every worker sees the very same tensors.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from deployer.datasets.base import Dataset, open_dataset
+from deployer.datasets.base import Dataset, dataset_splits, open_dataset
 from deployer.datasets.preprocess import prepare
 from deployer.errors import UserError
 from deployer.parity.compare import EvalSet
 from deployer.parity.detection import Detections
-from deployer.spec import ModelSpec
+from deployer.spec import DEFAULT_DATA_SPLITS, ModelSpec
 
 
 def load_dataset(path: str, spec: ModelSpec, role: str) -> Dataset:
     if not path:
         raise UserError(f"{spec.path}: field 'data.{role}': no {role} images; set it in the spec "
                         f"or pass --{'calib' if role == 'calibration' else 'eval'} DATASET")
-    return open_dataset(path)
+    return open_dataset(path, split=_split(path, spec, role))
+
+
+def _split(path: str, spec: ModelSpec, role: str) -> str | None:
+    splits = dataset_splits(path)
+    if not splits:
+        return None  # a split asked by --split does not concern a dataset without splits
+    split = getattr(spec.data, f"{role}_split") or DEFAULT_DATA_SPLITS[role]
+    if split not in splits:
+        raise UserError(f"{path}: the {role} dataset has no '{split}' split (it has: {', '.join(splits)}); "
+                        f"choose one with --split or the spec's data.{role}_split")
+    return split
+
+
+def with_split(spec: ModelSpec, split: str, calibration: str = "", evaluation: str = "") -> ModelSpec:
+    """`spec` reading `split` of its calibration and evaluation datasets (`build --split`)."""
+    datasets = [calibration or spec.data.calibration, evaluation or spec.data.evaluation]
+    if not any(p and dataset_splits(p) for p in datasets):
+        raise UserError(f"--split {split}: neither the calibration nor the evaluation dataset has splits "
+                        f"({', '.join(p or '(none)' for p in datasets)}); splits come from an Ultralytics data.yaml")
+    data = dataclasses.replace(spec.data, calibration_split=split, evaluation_split=split)
+    return dataclasses.replace(spec, data=data)
 
 
 def _class_map(dataset: Dataset, spec: ModelSpec) -> dict[int, int]:
@@ -53,7 +75,8 @@ def prepare_inputs(dataset: Dataset, spec: ModelSpec, count: int, out: Path, wit
     for w in caught:
         warnings.warn(str(w.message), stacklevel=2)
     if not tensors:
-        raise UserError(f"{dataset.source}: no decodable images")
+        raise UserError(f"{dataset.name}: none of its {len(dataset.items)} images can be decoded; "
+                        "expected readable image files")
     np.savez(out, **{inp.name: np.stack(tensors)})
     return EvalSet(ground_truth=truth if mapping is not None else None, images=len(tensors),
                    skipped=len(dataset.skipped), paths=paths)

@@ -30,6 +30,8 @@ from deployer.worker import WorkerPool
 
 def build_artifact(prep: Prepared, spec: ModelSpec, target: str, plan: ArtifactPlan, staging, after: int) -> dict:
     head = {"target": target, "backend": plan.backend, "precision": plan.precision}
+    if plan.verify != "required":
+        head["verify"] = plan.verify
     if plan.variant:
         head["variant"] = plan.variant
     entry = build_and_verify(prep, spec, target, plan, staging, plan.options, after)
@@ -117,7 +119,17 @@ def _families(spec: ModelSpec, profiles: list[TargetProfile]) -> list[tuple[str,
     return [(family, tuple(modules)) for family, modules in wanted.items()]
 
 
-def exit_status(manifest: dict, targets: list[str]) -> int:
+def unverified(manifest: dict, targets: list[str]) -> list[dict]:
+    """Built artifacts whose parity could not be measured and whose profile requires it."""
+    return [a for a in manifest["artifacts"] if a["target"] in targets and a["status"] == "built"
+            and a.get("parity", {}).get("verdict") == "unverified" and a.get("verify", "required") == "required"]
+
+
+def exit_status(manifest: dict, targets: list[str], allow_unverified: bool = False) -> int:
+    """1 when an artifact failed to build or to verify, or could not be verified (unless
+    allowed: `--allow-unverified`, or `verify = "optional"` in its profile); else 0."""
     entries = [a for a in manifest["artifacts"] if a["target"] in targets]
     bad = any(a["status"] == "failed" or a.get("parity", {}).get("verdict") == "fail" for a in entries)
+    if not allow_unverified and unverified(manifest, targets):
+        bad = True
     return 1 if bad or not entries else 0

@@ -19,6 +19,7 @@ from deployer.cache import Cache
 from deployer.errors import StageError, UserError
 from deployer.frontends import registry as frontends
 from deployer.hashing import sha256_of, source_sha256
+from deployer.heads import registry as heads
 from deployer.inputs import load_dataset, prepare_inputs
 from deployer.parity.compare import EvalSet, Reference
 from deployer.runtimes import get as runtime
@@ -81,6 +82,28 @@ def _truth_key(evalset: EvalSet) -> str:
     return h.hexdigest()[:16]
 
 
+def complete_head(spec: ModelSpec, lowered: dict, folder: Path) -> None:
+    """Check the head against the lowered model's output shapes and fill what its type infers
+    from them or what the frontend wrote (a recipe's anchors, files named relative to the
+    lowered model's folder): every later stage and worker then decodes with the same head."""
+    head_type = heads()[spec.head.type]
+    if lowered.get("head"):
+        lowered = {**lowered, "head": {k: str(folder / v) if k in head_type.paths else v
+                                       for k, v in lowered["head"].items()}}
+    if head_type.complete:
+        shapes = {o["name"]: o["shape"] for o in lowered["outputs"]}
+        try:
+            spec.head.params = head_type.complete(dict(spec.head.params), shapes, spec.labels, lowered)
+        except UserError as exc:
+            raise UserError(f"{spec.path}: {exc}") from None
+
+
+def _head_files_key(spec: ModelSpec) -> str:
+    """The content of the files the head reads (anchors): a changed file re-decodes."""
+    files = [spec.head.params[k] for k in heads()[spec.head.type].paths if spec.head.params.get(k)]
+    return hashlib.sha256("".join(sha256_of(f) for f in files).encode()).hexdigest()[:16]
+
+
 class _Steps:
     """Times and reuse of the preparation's steps, for the manifest."""
 
@@ -107,7 +130,8 @@ def prepare(spec: ModelSpec, opts: BuildOptions, calibration: str = "", evaluati
     steps = _Steps(opts.progress)
 
     start = time.perf_counter()
-    lower_key = cache.key("lower", src_sha, spec.to_dict())
+    # The lowering depends on the source, inputs and outputs, not on the data or the head.
+    lower_key = cache.key("lower", src_sha, {k: v for k, v in spec.to_dict().items() if k not in ("data", "head")})
     def lower(folder: Path) -> dict:
         if warm_up:
             warm_up()
@@ -116,6 +140,7 @@ def prepare(spec: ModelSpec, opts: BuildOptions, calibration: str = "", evaluati
 
     lowered, reused = cache.cached("lower", lower_key, lower)
     steps.add("lower", start, reused)
+    complete_head(spec, lowered.value, lowered.folder)
 
     start = time.perf_counter()
     eval_data = load_dataset(evaluation or spec.data.evaluation, spec, "evaluation")
@@ -136,7 +161,8 @@ def prepare(spec: ModelSpec, opts: BuildOptions, calibration: str = "", evaluati
         return ran.value
 
     start = time.perf_counter()
-    keys["reference"] = cache.key("reference", lower_key, keys["eval"], _truth_key(evalset), frontend.reference_runtime)
+    keys["reference"] = cache.key("reference", lower_key, keys["eval"], _truth_key(evalset), frontend.reference_runtime,
+                                  spec.head.to_dict(), _head_files_key(spec))
     ref, reused = cache.cached("reference", keys["reference"], run_reference)
     files = Reference.files_in(ref.folder)
     steps.add("reference", start, reused)

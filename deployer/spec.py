@@ -27,6 +27,11 @@ DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
     "dynamic": {"min_cosine": 0.999},
     "int8": {"min_agreement_map50": 0.90, "max_map50_drop": 1.0},
 }
+# A raw head (tensor parity only) has no detection thresholds: its int8 artifacts are judged
+# by the outputs' signal-to-noise ratio instead (15 dB: an rms error under 18% of the signal),
+# so they are never left unverified for want of a threshold.
+RAW_HEAD_THRESHOLDS: dict[str, dict[str, float]] = {"int8": {"min_snr_db": 15.0}}
+VERIFY_MODES = ("required", "optional")
 THRESHOLD_KEYS = ("min_cosine", "min_snr_db", "max_abs", "min_agreement_map50",
                   "min_agreement_map50_95", "max_map50_drop")
 
@@ -161,6 +166,12 @@ class Source:
     python_path: list[str] = field(default_factory=list)  # folders to import the factory from
     opset: int = 17
     imports: list[str] = field(default_factory=list)      # modules to import first (custom Keras layers)
+    recipe: str = ""               # a family recipe (frontends/recipes/) that lowers the factory's model
+    exporter: str = "auto"         # torch: dynamo first then TorchScript (auto), or only one of them
+
+
+DATA_SPLITS = ("train", "val", "test")  # of an Ultralytics data.yaml
+DEFAULT_DATA_SPLITS = {"calibration": "train", "evaluation": "val"}
 
 
 @dataclass
@@ -169,6 +180,8 @@ class DataSpec:
     evaluation: str = ""
     calibration_images: int = 64
     evaluation_images: int = 64
+    calibration_split: str = ""    # of a dataset with splits; "" is train for calibration, val for evaluation
+    evaluation_split: str = ""
 
 
 @dataclass
@@ -200,6 +213,7 @@ def _resolve(base: Path, value: str) -> str:
 
 def load_model_spec(path: str | Path) -> ModelSpec:
     from deployer.frontends import registry as frontends
+    from deployer.frontends.recipes import registry as recipes
 
     path = Path(path)
     raw = _read_toml(path, "model spec")
@@ -214,7 +228,8 @@ def load_model_spec(path: str | Path) -> ModelSpec:
         raise top.fail("labels", "a list of strings", labels)
 
     src = Reader(path, top.get("source", dict, "a [source] table"), "source.")
-    src.reject_unknown({"kind", "path", "factory", "weights", "python_path", "opset", "imports"})
+    src.reject_unknown({"kind", "path", "factory", "weights", "python_path", "opset", "imports", "recipe",
+                        "exporter"})
     source = Source(
         kind=src.get("kind", str, "the source framework", choices=tuple(frontends())),
         path=_resolve(base, src.get("path", str, "a path to the model file", "")),
@@ -223,7 +238,11 @@ def load_model_spec(path: str | Path) -> ModelSpec:
         python_path=[_resolve(base, p) for p in src.get("python_path", list, "a list of folders", [])],
         opset=src.get("opset", int, "an ONNX opset number", 17),
         imports=src.get("imports", list, "a list of module names", []),
+        recipe=src.get("recipe", str, "a recipe", "", choices=("", *recipes())),
+        exporter=src.get("exporter", str, "the torch ONNX exporter", "auto", choices=("auto", "dynamo", "torchscript")),
     )
+    if source.recipe and not source.factory:
+        raise src.fail("recipe", "a recipe together with 'factory' (the model builder it applies to)", source.recipe)
     if bool(source.path) == bool(source.factory):
         raise UserError(f"{path}: [source] needs exactly one of 'path' (a model file) "
                         f"or 'factory' ('package.module:function')")
@@ -272,24 +291,48 @@ def load_model_spec(path: str | Path) -> ModelSpec:
         raise pre.fail("std", "positive scale and std values", preprocess.std)
 
     head = _read_head(Reader(path, top.get("head", dict, "a [head] table", {}), "head."), outputs, labels)
+    if source.recipe and head.type not in recipes()[source.recipe].heads:
+        wanted = " or ".join(f"'{h}'" for h in recipes()[source.recipe].heads)
+        raise UserError(f"{path}: field 'head.type': the '{source.recipe}' recipe's outputs need head.type = "
+                        f"{wanted}, got '{head.type}'")
 
     dt = Reader(path, top.get("data", dict, "a [data] table", {}), "data.")
-    dt.reject_unknown({"calibration", "evaluation", "calibration_images", "evaluation_images"})
+    dt.reject_unknown({"calibration", "evaluation", "calibration_images", "evaluation_images",
+                       "calibration_split", "evaluation_split"})
     data = DataSpec(
         calibration=_resolve(base, dt.get("calibration", str, "a dataset folder or file", "")),
         evaluation=_resolve(base, dt.get("evaluation", str, "a dataset folder or file", "")),
         calibration_images=dt.get("calibration_images", int, "a positive integer", 64),
         evaluation_images=dt.get("evaluation_images", int, "a positive integer", 64),
+        calibration_split=dt.get("calibration_split", str, "a split: train, val or test", "", choices=DATA_SPLITS),
+        evaluation_split=dt.get("evaluation_split", str, "a split: train, val or test", "", choices=DATA_SPLITS),
     )
     for key in ("calibration", "evaluation"):
         value = getattr(data, key)
         if value and not Path(value).exists():
             raise UserError(f"{path}: field 'data.{key}': not found: {value}")
+        _check_split(dt, data, key)
     if data.calibration_images <= 0 or data.evaluation_images <= 0:
         raise dt.fail("evaluation_images", "positive image counts")
 
     return ModelSpec(name=name, source=source, inputs=inputs, outputs=outputs, preprocess=preprocess,
                      head=head, labels=labels, data=data, path=str(path.resolve()))
+
+
+def _check_split(dt: Reader, data: DataSpec, role: str) -> None:
+    """The split a role reads must be one its dataset has (Ultralytics data.yaml splits)."""
+    from deployer.datasets.ultralytics import splits as dataset_splits
+
+    dataset, given = getattr(data, role), getattr(data, f"{role}_split")
+    if not dataset:
+        return  # the dataset comes from the command line; its split is checked when it is read
+    splits = dataset_splits(dataset)
+    if given and given not in splits:
+        raise dt.fail(f"{role}_split", f"one of the splits of {dataset}: {', '.join(splits)}" if splits else
+                      f"no split: {dataset} has none (splits come from an Ultralytics data.yaml)", given)
+    if splits and not given and DEFAULT_DATA_SPLITS[role] not in splits:
+        raise dt.fail(role, f"a dataset with a '{DEFAULT_DATA_SPLITS[role]}' split, or data.{role}_split naming "
+                      f"one of its splits ({', '.join(splits)})", dataset)
 
 
 def _read_head(hd: Reader, outputs: list[str], labels: list[str]) -> Head:
@@ -308,6 +351,11 @@ def _read_head(hd: Reader, outputs: list[str], labels: list[str]) -> Head:
         raise hd.fail("max_detections", "a positive integer", head.max_detections)
     own = Reader(hd.path, {k: v for k, v in hd.table.items() if k not in Head.COMMON}, hd.prefix)
     head.params = read_options(own, head_type.fields, None, f"head type '{kind}'", noun="field")
+    for key in head_type.paths:
+        if head.params.get(key):
+            head.params[key] = _resolve(Path(hd.path).parent, head.params[key])
+            if not Path(head.params[key]).is_file():
+                raise hd.fail(key, "an existing file (relative to the spec's folder)", head.params[key])
     problem = head_type.validate(head.params, outputs, labels) if head_type.validate else None
     if problem:
         where, expected, got = problem
@@ -327,6 +375,7 @@ class ArtifactPlan:
     thresholds: dict = field(default_factory=dict)
     warn_only: bool = False
     variant: str = ""              # tells apart two artifacts of one backend and precision
+    verify: str = "required"       # "optional": an unverified verdict does not fail the build
 
     @property
     def runtime(self) -> str:
@@ -423,7 +472,7 @@ def load_target_profile(path: str | Path) -> TargetProfile:
     known = ", ".join(backends.registry())
     for r in top.tables("artifacts"):
         r.reject_unknown({"backend", "precision", "variant", "runtime", "runtime_settings", "options", "thresholds",
-                          "warn_only"})
+                          "warn_only", "verify"})
         name_ = r.get("backend", str, f"a backend ({known}) or 'package.module:function'")
         if ":" not in name_ and name_ not in backends.registry():
             raise r.fail("backend", f"one of {known} or 'package.module:function'", name_)
@@ -441,7 +490,9 @@ def load_target_profile(path: str | Path) -> TargetProfile:
                             runtime_settings=_read_runtime_settings(r, runtimes),
                             thresholds=thresholds,
                             warn_only=r.get("warn_only", bool, "true or false", False),
-                            variant=r.get("variant", str, "a short name of letters, digits and -", ""))
+                            variant=r.get("variant", str, "a short name of letters, digits and -", ""),
+                            verify=r.get("verify", str, "required or optional", "required",
+                                         choices=VERIFY_MODES))
         if plan.variant and not all(c.isalnum() or c == "-" for c in plan.variant):
             raise r.fail("variant", "a short name of letters, digits and -", plan.variant)
         if any(p.key == plan.key for p in plans):

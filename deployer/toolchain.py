@@ -6,7 +6,7 @@ from importlib import metadata
 
 PACKAGES = ("deployer", "numpy", "torch", "tensorflow", "onnx", "onnxruntime", "onnxsim", "onnxscript",
             "onnx2tf", "tf2onnx", "coremltools", "openvino", "nncf", "ai-edge-litert", "tflite-micro",
-            "tensorflowjs")
+            "tensorflowjs", "onnx2torch")
 
 
 def versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str]:

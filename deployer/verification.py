@@ -9,12 +9,21 @@ from pathlib import Path
 
 from deployer import stages as stage_names
 from deployer.errors import CannotVerify
-from deployer.parity.compare import judged
-from deployer.parity.verdict import worst_run
+from deployer.parity.compare import detects, judged
+from deployer.parity.verdict import CHECKS, worst_run
 from deployer.prepare import Prepared
 from deployer.runtimes import get as runtime_of
-from deployer.spec import ArtifactPlan, ModelSpec
+from deployer.spec import RAW_HEAD_THRESHOLDS, ArtifactPlan, ModelSpec
 from deployer.stages import attempt
+
+
+def thresholds_for(plan: ArtifactPlan, spec: ModelSpec) -> dict:
+    """The plan's thresholds; for a raw head without a tensor threshold, the raw-head default
+    of its precision (spec.RAW_HEAD_THRESHOLDS), so it is judged rather than unverified."""
+    tensor = {k for k, (where, _, _) in CHECKS.items() if where == "outputs"}
+    if detects(spec) or tensor & set(plan.thresholds):
+        return plan.thresholds
+    return {**plan.thresholds, **RAW_HEAD_THRESHOLDS.get(plan.precision, {})}
 
 
 def run_key(prep: Prepared, spec: ModelSpec, runtime: str, settings: dict, artifact_sha256: str) -> str:
@@ -49,7 +58,8 @@ def _run(prep: Prepared, spec: ModelSpec, plan: ArtifactPlan, runtime: str, arti
     if reused:
         prep.stages.progress.stage(target, plan.key, step, "reused")
     value = hit.value
-    parity = judged(value["metrics"], plan.thresholds, plan.warn_only, runtime, value["settings"], value["images"])
+    parity = judged(value["metrics"], thresholds_for(plan, spec), plan.warn_only, runtime, value["settings"],
+                    value["images"])
     return parity, {"step": step, "seconds": 0.0 if reused else value["stage_seconds"], "reused": reused}
 
 

@@ -75,3 +75,25 @@ def tiny_spec(tiny_project, tmp_path) -> Path:
 
 def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "deployer.cli", *args], cwd=cwd, capture_output=True, text=True)
+
+
+BUNDLED_DATA = ROOT / "calibration"
+
+
+def detector_spec(folder: Path, name: str, *, source: str, shape: list[int], outputs: list[str], head: str,
+                  layout: str = "NCHW", preprocess: str = "", labels: tuple = ("circle", "square", "triangle", "star"),
+                  calibration_images: int = 8, evaluation_images: int = 8) -> Path:
+    """A model spec for a test detector: `source`, `head` and `preprocess` are the bodies of
+    their tables (TOML lines); data is the bundled calibration and evaluation sets."""
+    body = "\n".join([
+        f'name = "{name}"', f"labels = {list(labels)!r}".replace("'", '"'),
+        "[source]", source,
+        "[[inputs]]", 'name = "images"', f"shape = {list(shape)}", f'layout = "{layout}"',
+        "[outputs]", "names = " + repr(list(outputs)).replace("'", '"'),
+        *(["[preprocess]", preprocess] if preprocess else []),
+        "[head]", head,
+        "[data]", f'calibration = "{BUNDLED_DATA / "calib"}"', f'evaluation = "{BUNDLED_DATA / "eval"}"',
+        f"calibration_images = {calibration_images}", f"evaluation_images = {evaluation_images}", ""])
+    path = folder / f"{name}.toml"
+    path.write_text(body)
+    return path

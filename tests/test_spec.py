@@ -185,7 +185,7 @@ def test_cli_misspelled_option_exits_2_before_any_work(tmp_path):
                                                                   "'boxes_scores' (known: boxes, scores, box_format)"),
     ('scores = "scores"\n', "", "head.scores': missing (the name of the scores output"),
     ('type = "boxes_scores"', 'type = "boxes_scores"\nscore_threshold = 1.5', "head.score_threshold'"),
-    ('type = "boxes_scores"', 'type = "yolo9000"', "head.type': expected one of boxes_scores, raw"),
+    ('type = "boxes_scores"', 'type = "yolo9000"', "head.type': expected one of anchors, boxes_scores, end2end, raw, yolo"),
 ])
 def test_head_fields_are_checked_by_the_head_type(tmp_path, old, new, message):
     path = write_spec(tmp_path)
@@ -193,3 +193,41 @@ def test_head_fields_are_checked_by_the_head_type(tmp_path, old, new, message):
     with pytest.raises(UserError) as err:
         load_model_spec(path)
     assert message in str(err.value), str(err.value)
+
+
+def _ultralytics_yaml(folder):
+    from tests.datasets.builders import image, text
+
+    image(folder / "images/train/a.jpg", 8, 8)
+    image(folder / "images/val/b.jpg", 8, 8)
+    return text(folder / "data.yaml", "train: images/train\nval: images/val\nnames: [a]\n")
+
+
+def test_data_split_fields(tmp_path):
+    yaml_file = _ultralytics_yaml(tmp_path / "ds")
+    spec = load_model_spec(write_spec(tmp_path, extra='[data]\ncalibration = "ds/data.yaml"\nevaluation = "ds"\n'
+                                                     'calibration_split = "val"'))
+    assert spec.data.calibration == str(yaml_file) and spec.data.calibration_split == "val"
+    assert spec.data.evaluation_split == ""  # its default: val
+    assert spec.to_dict()["data"]["calibration_split"] == "val"
+
+
+@pytest.mark.parametrize("data,message", [
+    ('evaluation = "ds"\nevaluation_split = "test"', "field 'data.evaluation_split': expected one of the splits of "
+                                                     ".*ds: train, val, got 'test'"),
+    ('evaluation = "ds"\nevaluation_split = "valid"', "field 'data.evaluation_split': expected one of train, val, "
+                                                      "test, got 'valid'"),
+    ('calibration = "plain"\ncalibration_split = "train"', "field 'data.calibration_split': expected no split: "
+                                                           ".*plain has none"),
+    ('evaluation = "ds"\nevaluation_splits = "val"', "unknown field 'data.evaluation_splits'"),
+    ('calibration = "only_val"', "field 'data.calibration': expected a dataset with a 'train' split, or "
+                                 "data.calibration_split naming one of its splits \\(val\\)"),
+])
+def test_data_split_fields_are_checked_against_the_dataset(tmp_path, data, message):
+    from tests.datasets.builders import image, text
+
+    _ultralytics_yaml(tmp_path / "ds")
+    image(tmp_path / "plain/x.jpg", 8, 8)
+    text(tmp_path / "only_val/data.yaml", "val: ../ds/images/val\nnames: [a]\n")
+    with pytest.raises(UserError, match=f"tiny.toml: {message}"):
+        load_model_spec(write_spec(tmp_path, extra=f"[data]\n{data}\n"))

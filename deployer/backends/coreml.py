@@ -1,10 +1,15 @@
 """CoreML backend: an ML program (.mlpackage) converted from the source model itself.
 
 coremltools 9 no longer reads ONNX: a torch source is traced and converted, a TensorFlow
-source goes through coremltools' TF2 frontend. torch, TensorFlow and coremltools must not
-share a process (`ct.convert` of a traced model segfaulted once TensorFlow was imported:
-docs/ARCHITECTURE.md, "Toolchain facts"), so for torch sources TensorFlow is blocked before
-coremltools is imported.
+source goes through coremltools' TF2 frontend, and an ONNX source is rebuilt as a PyTorch
+module by onnx2torch, then traced like a torch source. torch, TensorFlow and coremltools
+must not share a process (`ct.convert` of a traced model segfaulted once TensorFlow was
+imported: docs/ARCHITECTURE.md, "Toolchain facts"), so for torch and ONNX sources
+TensorFlow is blocked before coremltools is imported.
+
+Where coremltools refuses a pattern that has an exact equivalent, the conversion rewrites
+it and says so (the manifest's notes, and `deployer.repairs` in the model's metadata):
+a per-channel PReLU on a rank-2, -3 or -5 tensor becomes max(x, 0) + alpha * min(x, 0).
 
 Precisions: fp16 (mlprogram computing in float16) and int8 (float16 program with int8
 linearly quantized weights, `coremltools.optimize`). The input is an image (ImageType)
@@ -13,20 +18,30 @@ carrying the spec's scale and bias; labels and preprocessing go into the model m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
 from pathlib import Path
 
 from deployer.backends.base import Backend
-from deployer.errors import UserError
+from deployer.errors import StageError, UserError
 from deployer.spec import ModelSpec
 
-BACKEND = Backend(
+
+class _SourceFamilyBackend(Backend):
+    """Runs in the source framework's own worker (the model is converted from the source, not
+    from ONNX); an ONNX source is converted through PyTorch (onnx2torch), in a torch worker."""
+
+    def family_for(self, source_kind: str) -> str:
+        return "torch" if source_kind == "onnx" else super().family_for(source_kind)
+
+
+BACKEND = _SourceFamilyBackend(
     name="coreml", build="deployer.backends.coreml:build", format="mlpackage", precisions=("fp16", "int8"),
-    # In the source framework's own worker: the model is converted from the source, not from ONNX.
     runtimes=("coreml",), family="{source}", prebuild="deployer.backends.coreml:convert",
     summary="CoreML ML program (.mlpackage) converted from the source model: fp16, int8 weights")
+REPAIRS = "repairs.json"   # beside the prebuilt base.mlpackage: what the conversion rewrote
 
 
 def _image_input(ct, spec: ModelSpec):
@@ -42,27 +57,104 @@ def _image_input(ct, spec: ModelSpec):
             {"scale": scale, "bias": bias, "color_layout": pre.channel_order})
 
 
-def _source_model(spec: ModelSpec):
-    if spec.source.kind == "torch":
-        import torch
+def _traced(module, spec: ModelSpec):
+    import torch
 
+    example = tuple(torch.zeros(i.shape) for i in spec.inputs)
+    with torch.no_grad():
+        return torch.jit.trace(module.eval(), example)
+
+
+def _onnx_as_torch(onnx_path: str):
+    """The ONNX graph rebuilt as a PyTorch module by onnx2torch; an op it cannot rebuild
+    fails this conversion (CoreML only) with the op and node named."""
+    import onnx
+    import onnx2torch
+    from onnx2torch.node_converters.registry import get_converter
+
+    model = onnx.load(onnx_path)
+    opsets = {o.domain: o.version for o in model.opset_import}
+    missing = []
+    for node in model.graph.node:
+        try:
+            get_converter(domain=node.domain, operation_type=node.op_type, version=opsets.get(node.domain, 1))
+        except NotImplementedError:
+            missing.append(f"'{node.op_type}' (node '{node.name}', opset {opsets.get(node.domain, 1)})")
+    if missing:
+        raise StageError(f"coreml: coremltools 9 does not read ONNX and onnx2torch {_version('onnx2torch')} cannot "
+                         f"rebuild ONNX op {', '.join(missing[:5])} as PyTorch, so this ONNX source has no CoreML "
+                         "artifact; give the model's PyTorch or TensorFlow source instead (CoreML converts from it)")
+    return onnx2torch.convert(model)
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+@contextlib.contextmanager
+def _source_model(spec: ModelSpec, onnx_path: str, repairs: list):
+    """The model in the form coremltools converts, alive until the conversion is done: a
+    function of a loaded SavedModel only references its variables, which are deleted with
+    the loaded object ("Called a function referencing variables which have been deleted")."""
+    kind = spec.source.kind
+    if kind == "torch":
         from deployer.frontends.torch import _as_callable, load
 
         model, _ = load(spec)
-        example = tuple(torch.zeros(i.shape) for i in spec.inputs)
-        with torch.no_grad():
-            return torch.jit.trace(_as_callable(model).eval(), example)
-    if spec.source.kind == "tensorflow":
+        yield _traced(_as_callable(model), spec)
+    elif kind == "tensorflow":
         from deployer.frontends.tensorflow import traced
 
-        forward, _, _ = traced(spec)
-        return [forward.get_concrete_function()]  # a list: the TF2 frontend's format
-    raise UserError(f"{spec.path}: the CoreML backend converts torch and tensorflow sources, not '{spec.source.kind}' "
-                    "(coremltools 9 does not read ONNX)")
+        forward, _, _ = traced(spec)   # holds the loaded SavedModel while it is referenced
+        yield [forward.get_concrete_function()]  # a list: the TF2 frontend's format
+    elif kind == "onnx":
+        module = _onnx_as_torch(onnx_path)
+        repairs.append({"kind": "onnx_source", "note": f"converted from a PyTorch module rebuilt from the ONNX graph "
+                                                       f"by onnx2torch {_version('onnx2torch')}"})
+        yield _traced(module, spec)
+    else:
+        raise UserError(f"{spec.path}: the CoreML backend converts torch, tensorflow and onnx sources, "
+                        f"not '{kind}'")
+
+
+@contextlib.contextmanager
+def _prelu_repair(repairs: list):
+    """coremltools 9 refuses a per-channel PReLU on rank-3 and rank-5 tensors (a rank-2 one,
+    after a fully connected layer, is made rank 3 first): "prelu op: rank 3 ... only
+    supported when all the values of alpha are same". max(x, 0) + alpha * min(x, 0), alpha
+    along axis 1, is the same computation: registered as the `prelu` converter for the
+    conversion, the original converter back afterwards."""
+    import numpy as np
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.frontend.torch.ops import _get_inputs
+    from coremltools.converters.mil.frontend.torch.torch_op_registry import _TORCH_OPS_REGISTRY, register_torch_op
+
+    original = _TORCH_OPS_REGISTRY.get_func("prelu")
+
+    def prelu(context, node):
+        x, alpha = _get_inputs(context, node, expected=2)
+        values = None if alpha.val is None else np.asarray(alpha.val, np.float32).reshape(-1)
+        if x.rank == 4 or x.rank < 2 or values is None or np.ptp(values) <= 1e-5:
+            return original(context, node)
+        shaped = values.reshape((-1,) + (1,) * (x.rank - 2)).astype(np.float32)
+        negative = mb.mul(x=mb.minimum(x=x, y=0.0), y=shaped)
+        context.add(mb.add(x=mb.maximum(x=x, y=0.0), y=negative, name=node.name))
+        layer = getattr(node, "model_hierarchy", None) or node.name   # the module path where traced
+        repairs.append({"kind": "prelu", "layer": layer, "rank": x.rank,
+                        "note": f"per-channel PReLU on a rank-{x.rank} tensor (layer '{layer}') rewritten as "
+                                "max(x, 0) + alpha * min(x, 0), which coremltools 9 converts (it refuses the PReLU)"})
+
+    register_torch_op(prelu, override=True)
+    try:
+        yield
+    finally:
+        register_torch_op(original, override=True)
 
 
 def _block_tensorflow(spec: ModelSpec) -> None:
-    if spec.source.kind == "torch":
+    if spec.source.kind in ("torch", "onnx"):
         sys.modules.setdefault("tensorflow", None)  # coremltools imports TF when present; torch + TF segfaults
 
 
@@ -73,14 +165,24 @@ def convert(onnx_path: str, spec: dict, options: dict, calibration: str, out_dir
     _block_tensorflow(model_spec)
     import coremltools as ct
 
-    source = _source_model(model_spec)
+    repairs: list[dict] = []
     image, image_info = _image_input(ct, model_spec)
-    torch_source = model_spec.source.kind == "torch"
-    mlmodel = ct.convert(source, source="pytorch" if torch_source else "tensorflow", inputs=[image],
-                         # TF graphs name their outputs Identity, Identity_1...: renamed below.
-                         outputs=[ct.TensorType(name=n) for n in model_spec.outputs] if torch_source else None,
-                         convert_to="mlprogram", compute_precision=ct.precision.FLOAT16,
-                         minimum_deployment_target=ct.target.iOS16)
+    torch_source = model_spec.source.kind != "tensorflow"   # torch, or ONNX rebuilt in torch
+    with (_source_model(model_spec, onnx_path, repairs) as source,
+          _prelu_repair(repairs) if torch_source else contextlib.nullcontext()):
+        try:
+            mlmodel = ct.convert(source, source="pytorch" if torch_source else "tensorflow", inputs=[image],
+                                 # TF graphs name their outputs Identity, Identity_1...: renamed below.
+                                 outputs=[ct.TensorType(name=n) for n in model_spec.outputs] if torch_source else None,
+                                 convert_to="mlprogram", compute_precision=ct.precision.FLOAT16,
+                                 minimum_deployment_target=ct.target.iOS16)
+        except NotImplementedError as exc:
+            # coremltools names the op on its first line, then dumps the whole node: keep the op
+            # and the node's name.
+            lines = str(exc).splitlines()
+            node = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("name:")), "")
+            raise StageError(f"coremltools cannot convert this model: {lines[0].strip() if lines else exc}"
+                             + (f" (node {node})" if node else "")) from exc
     if not torch_source:
         proto = mlmodel.get_spec()
         for out, name in zip(list(proto.description.output), model_spec.outputs):
@@ -94,8 +196,11 @@ def convert(onnx_path: str, spec: dict, options: dict, calibration: str, out_dir
     meta["deployer.head"] = json.dumps(spec["head"])
     if image_info:
         meta["deployer.image_input"] = json.dumps(image_info)
+    if repairs:
+        meta["deployer.repairs"] = json.dumps(repairs)
     mlmodel.save(str(Path(out_dir) / "base.mlpackage"))
-    return {"image_input": image_info}
+    (Path(out_dir) / REPAIRS).write_text(json.dumps(repairs))
+    return {"image_input": image_info, "repairs": repairs}
 
 
 def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: str, stem: str,
@@ -104,7 +209,9 @@ def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: st
     _block_tensorflow(model_spec)
     base = Path(prebuilt) / "base.mlpackage"
     path = Path(out_dir) / f"{stem}.mlpackage"
+    repairs = Path(prebuilt) / REPAIRS
     notes = ["ML program computing in float16"]
+    notes += [r["note"] for r in (json.loads(repairs.read_text()) if repairs.is_file() else [])]
     quant = None
     if precision == "int8":
         import coremltools as ct

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from deployer.backends.base import Backend, int8_options
+from deployer.errors import StageError
 from deployer.options import Option
 from deployer.quantize.feeds import calibration_array
 from deployer.spec import ModelSpec
@@ -111,10 +112,35 @@ def convert(onnx_path: str, spec: ModelSpec, calibration: str, workdir: Path, **
     if nhwc:  # already channels-last (a TensorFlow source): onnx2tf must not transpose it again
         kwargs.setdefault("keep_nwc_or_nhwc_or_ndhwc_input_names", nhwc)
     log = io.StringIO()
-    with contextlib.redirect_stdout(log), _no_keras_tflite():
-        onnx2tf.convert(input_onnx_file_path=str(private), output_folder_path=str(out),
-                        output_signaturedefs=True, non_verbose=True, **kwargs)
+    try:
+        with contextlib.redirect_stdout(log), _no_keras_tflite():
+            onnx2tf.convert(input_onnx_file_path=str(private), output_folder_path=str(out),
+                            output_signaturedefs=True, non_verbose=True, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - any converter failure: name the ONNX node it failed on
+        node = _failing_node(exc)
+        if node is None:
+            raise
+        op = getattr(node, "op", None) or getattr(node, "op_type", "?")   # an onnx-graphsurgeon Node
+        raise StageError(f"onnx2tf cannot convert ONNX node '{node.name}' (op {op}): "
+                         f"{_first_line(exc)}") from exc
     return out
+
+
+def _failing_node(exc: BaseException):
+    """The ONNX node onnx2tf was converting when it failed: its op modules take `graph_node`."""
+    tb, node = exc.__traceback__, None
+    while tb is not None:
+        frame = tb.tb_frame
+        if "/onnx2tf/ops/" in frame.f_code.co_filename and "graph_node" in frame.f_locals:
+            node = frame.f_locals["graph_node"]
+        tb = tb.tb_next
+    return node
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    detail = next((line for line in lines[1:] if "expected" in line or "Can not" in line or "cannot" in line), "")
+    return (lines[0] if lines else type(exc).__name__)[:200] + (f" ({detail.strip()[:300]})" if detail else "")
 
 
 def _named_saved_model(onnx2tf_dir: Path, spec: ModelSpec, out: Path) -> None:

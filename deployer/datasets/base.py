@@ -1,9 +1,11 @@
-"""One interface over the dataset layouts users keep: COCO, Pascal VOC, YOLO txt, image folder.
+"""One interface over the dataset layouts users keep: COCO, Pascal VOC, YOLO txt (flat or
+Ultralytics' data.yaml with splits), Open Images CSV boxes, image folder.
 
 A dataset is a list of `Item`s (image path, boxes xyxy in pixels, class indices) and an
 ordered list of class names. Readers check annotations strictly (an error names the file
 and the line or field); images are decoded lazily, and one that cannot be decoded is
-skipped with a warning and counted.
+skipped with a warning and counted. A dataset without images is an error, never an empty
+success.
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ class Dataset:
     source: str
     format: str
     skipped: list[str] = field(default_factory=list)
+    split: str = ""                # the split read, for datasets that have splits
+
+    @property
+    def name(self) -> str:
+        """The dataset as an error message names it."""
+        return f"{self.source} (split '{self.split}')" if self.split else self.source
 
     def images(self, limit: int | None = None):
         """Yield (item, RGB image) in order, skipping images that cannot be decoded."""
@@ -54,38 +62,87 @@ class Dataset:
             yield item, image
 
 
+# What each reader needs to find images: the hint of the error for an empty dataset.
+READ_FORMATS = {
+    "coco": "entries in the COCO json's 'images'",
+    "voc": "Annotations/*.xml files",
+    "yolo": "image files under images/ (or in the folders data.yaml's train/val/test name)",
+    "openimages": "<ImageID>.jpg files in images/ beside the boxes CSV",
+    "folder": f"image files ({', '.join(IMAGE_SUFFIXES)}) in the folder",
+}
+
+
 def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+def image_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from the header only; None when undecodable (images() skips it later)."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None
+
+
+def read_text(path: Path, expected: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); expected {expected}") from None
+
+
 def detect_format(path: Path) -> str:
+    from deployer.datasets import openimages, ultralytics
+
     if path.is_file() and path.suffix == ".json":
         return "coco"
+    if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
+        return "yolo"
+    if path.is_file() and path.suffix.lower() == ".csv":
+        return "openimages"
     if not path.is_dir():
-        raise UserError(f"{path}: not a dataset folder or COCO .json file")
+        raise UserError(f"{path}: not a dataset folder, COCO .json, Ultralytics data.yaml or Open Images .csv file")
     if (path / "annotations.json").is_file():
         return "coco"
     if (path / "Annotations").is_dir():
         return "voc"
-    if (path / "labels").is_dir() and (path / "images").is_dir():
+    if ultralytics.find_yaml(path) or ((path / "labels").is_dir() and (path / "images").is_dir()):
         return "yolo"
+    if openimages.find_boxes_csv(path):
+        return "openimages"
     if list_images(path):
         return "folder"
-    raise UserError(f"{path}: cannot tell the dataset format (no annotations.json, Annotations/, "
-                    "images/+labels/ or image files); pass --from coco|voc|yolo|folder")
+    raise UserError(f"{path}: cannot tell the dataset format (no annotations.json, Annotations/, data.yaml, "
+                    f"images/+labels/, Open Images boxes CSV or image files); pass --from {'|'.join(READ_FORMATS)}")
 
 
-def open_dataset(path: str | Path, fmt: str | None = None) -> Dataset:
-    from deployer.datasets import coco, folder, voc, yolo
+def dataset_splits(path: str | Path, fmt: str | None = None) -> list[str]:
+    """The splits a dataset declares (Ultralytics data.yaml); [] for a dataset without splits."""
+    from deployer.datasets import ultralytics
+
+    return ultralytics.splits(path) if fmt in (None, "yolo") else []
+
+
+def open_dataset(path: str | Path, fmt: str | None = None, split: str | None = None) -> Dataset:
+    """The whole dataset (every split), or one split of a dataset that has splits."""
+    from deployer.datasets import coco, folder, openimages, voc, yolo
 
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: dataset not found")
     fmt = fmt or detect_format(path)
-    readers = {"coco": coco.read, "voc": voc.read, "yolo": yolo.read, "folder": folder.read}
+    readers = {"coco": coco.read, "voc": voc.read, "yolo": yolo.read, "openimages": openimages.read,
+               "folder": folder.read}
     if fmt not in readers:
         raise UserError(f"unknown dataset format '{fmt}' (known: {', '.join(readers)})")
-    return readers[fmt](path)
+    if split and fmt != "yolo":
+        raise UserError(f"{path}: no split '{split}': a {fmt} dataset has no splits (splits come from an "
+                        "Ultralytics data.yaml); leave out the split")
+    dataset = readers[fmt](path, split) if split else readers[fmt](path)
+    if not dataset.items:
+        raise UserError(f"{dataset.name}: no images ({fmt} dataset); expected {READ_FORMATS[fmt]}")
+    return dataset
 
 
 def write_dataset(dataset: Dataset, dst: str | Path, fmt: str) -> int:
@@ -95,9 +152,22 @@ def write_dataset(dataset: Dataset, dst: str | Path, fmt: str) -> int:
     writers = {"coco": coco.write, "voc": voc.write, "yolo": yolo.write}
     if fmt not in writers:
         raise UserError(f"cannot write dataset format '{fmt}' (writable: {', '.join(writers)})")
+    _check_unique_names(dataset, fmt)
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     return writers[fmt](dataset, dst)
+
+
+def _check_unique_names(dataset: Dataset, fmt: str) -> None:
+    # Every writer keeps one images folder: two images of one name (train/1.jpg, val/1.jpg)
+    # would silently become one.
+    seen: dict[str, Path] = {}
+    for item in dataset.items:
+        first = seen.setdefault(item.image_path.name, item.image_path)
+        if first != item.image_path:
+            raise UserError(f"{dataset.name}: images {first} and {item.image_path} have the same file name, and "
+                            f"a {fmt} dataset keeps one images folder; convert one split at a time (--split) "
+                            "or rename one of them")
 
 
 def copy_image(item: Item, image: Image.Image, dst_folder: Path) -> tuple[str, int, int]:

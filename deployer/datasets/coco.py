@@ -1,13 +1,18 @@
-"""COCO detection JSON: `annotations.json` with images/ beside it (or a bare .json file)."""
+"""COCO detection JSON: `annotations.json` with images/ beside it (or a bare .json file).
+
+`file_name` may hold subfolders (`val2017/000001.jpg`), relative to images/ beside the json
+or to the json's folder, never outside that folder.
+"""
 
 from __future__ import annotations
 
 import json
+import posixpath
 from pathlib import Path
 
 import numpy as np
 
-from deployer.datasets.base import Dataset, Item, copy_image
+from deployer.datasets.base import Dataset, Item, copy_image, read_text
 from deployer.errors import UserError
 
 
@@ -19,10 +24,21 @@ def _field(obj: dict, key: str, kind, where: str):
     return obj[key]
 
 
+def _image_path(base: Path, file_name: str, where: str) -> Path:
+    name = file_name.replace("\\", "/")   # written on Windows
+    if posixpath.isabs(name) or posixpath.normpath(name).split("/")[0] == "..":
+        raise UserError(f"{where}: field 'file_name' {file_name!r} leads outside the dataset folder {base}; "
+                        "file names are relative to the json's folder or to images/ beside it")
+    candidates = [base / "images" / name, base / name]
+    found = next((p for p in candidates if p.is_file()), None)
+    # A missing file stays in the list: images() skips it with a warning, like an undecodable one.
+    return found or (candidates[0] if (base / "images").is_dir() else candidates[1])
+
+
 def read(path: Path) -> Dataset:
     ann_file = path / "annotations.json" if path.is_dir() else path
     try:
-        doc = json.loads(ann_file.read_text(encoding="utf-8"))
+        doc = json.loads(read_text(ann_file, "a COCO detection JSON file"))
     except json.JSONDecodeError as exc:
         raise UserError(f"{ann_file}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
     if not isinstance(doc, dict):
@@ -38,15 +54,15 @@ def read(path: Path) -> Dataset:
         cat_ids[_field(c, "id", int, where)] = len(classes)
         classes.append(_field(c, "name", str, where))
     base = ann_file.parent
-    image_dir = base / "images" if (base / "images").is_dir() else base
     items, by_id = [], {}
     for i, im in enumerate(images):
         where = f"{ann_file}: images[{i}]"
         if not isinstance(im, dict):
             raise UserError(f"{where}: expected an object")
-        item = Item(image_dir / _field(im, "file_name", str, where),
+        image_id = _field(im, "id", int, where)
+        item = Item(_image_path(base, _field(im, "file_name", str, where), f"{where} (id {image_id})"),
                     size=(int(im.get("width", 0)), int(im.get("height", 0))) if "width" in im else None)
-        by_id[_field(im, "id", int, where)] = (item, [], [])
+        by_id[image_id] = (item, [], [])
         items.append(item)
     for i, a in enumerate(anns):
         where = f"{ann_file}: annotations[{i}]"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deployer.datasets.base import Dataset, Item, copy_image
+from deployer.datasets.base import Dataset, Item, copy_image, read_text
 from deployer.errors import UserError
 
 
@@ -28,7 +28,8 @@ def _number(node, tag: str, where: str) -> float:
 
 def read(path: Path) -> Dataset:
     label_file = path / "labels.txt"
-    classes = [x.strip() for x in label_file.read_text().splitlines() if x.strip()] if label_file.is_file() else []
+    classes = [x.strip() for x in read_text(label_file, "one class name per line").splitlines() if x.strip()] \
+        if label_file.is_file() else []
     fixed = bool(classes)
     image_dir = path / "JPEGImages"
     parsed = []

@@ -1,67 +1,81 @@
-"""YOLO txt: images/ and labels/ (one 'class cx cy w h' line per box, normalised), classes.txt."""
+"""YOLO txt labels (one 'class cx cy w h' line per box, normalised to 0..1), in two layouts:
+flat (images/ and labels/ with classes.txt, or a data.yaml giving only names) and Ultralytics'
+(data.yaml naming train/val/test splits; labels found by `ultralytics.label_path`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from deployer.datasets.base import Dataset, Item, copy_image, list_images
+from deployer.datasets import ultralytics
+from deployer.datasets.base import Dataset, Item, copy_image, image_size, read_text
 from deployer.errors import UserError
 
 
-def _classes(path: Path) -> list[str]:
-    txt = path / "classes.txt"
+def _classes(root: Path, data: ultralytics.DataYaml | None) -> list[str]:
+    txt = root / "classes.txt"
     if txt.is_file():
-        return [x.strip() for x in txt.read_text().splitlines() if x.strip()]
-    yaml_file = path / "data.yaml"
-    if yaml_file.is_file():
-        import yaml
+        return [x.strip() for x in read_text(txt, "one class name per line").splitlines() if x.strip()]
+    if data is not None and data.names is not None:
+        return data.names
+    if data is not None:
+        raise UserError(f"{data.file}: field 'names' is missing: list the class names (or add classes.txt)")
+    raise UserError(f"{root}: a YOLO dataset needs classes.txt or data.yaml with 'names'")
 
+
+def _images(path: Path, root: Path, data: ultralytics.DataYaml | None, split: str | None) -> list[Path]:
+    if data is not None and data.splits:
+        chosen = [split] if split else list(data.splits)
+        # An image in two splits (a yaml with train and val on one folder) is one image.
+        return list(dict.fromkeys(p for s in chosen for p in ultralytics.split_images(data, s)))
+    if split:
+        raise UserError(f"{path}: no split '{split}': this YOLO dataset has no data.yaml naming train/val/test")
+    if not (root / "images").is_dir():
+        raise UserError(f"{root}: no images/ folder; a YOLO dataset keeps its images in images/ "
+                        "(or names its splits in data.yaml)")
+    return ultralytics.find_images(root / "images")
+
+
+def _labels(label_file: Path, classes: list[str]) -> list[tuple[int, float, float, float, float]]:
+    rows = []
+    for n, line in enumerate(read_text(label_file, "one 'class cx cy w h' line per box").splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
         try:
-            names = (yaml.safe_load(yaml_file.read_text()) or {}).get("names")
-        except yaml.YAMLError as exc:
-            raise UserError(f"{yaml_file}: not valid YAML: {exc}") from None
-        if isinstance(names, dict):
-            return [str(names[k]) for k in sorted(names)]
-        if isinstance(names, list):
-            return [str(n) for n in names]
-        raise UserError(f"{yaml_file}: field 'names' must be a list or a mapping of class names")
-    raise UserError(f"{path}: a YOLO dataset needs classes.txt or data.yaml with 'names'")
+            if len(parts) != 5:
+                raise ValueError
+            cls, cx, cy, w, h = int(parts[0]), *map(float, parts[1:5])
+        except ValueError:
+            raise UserError(f"{label_file}: line {n}: expected 'class cx cy w h', got {line!r}") from None
+        if not 0 <= cls < len(classes):
+            raise UserError(f"{label_file}: line {n}: class {cls} is not in 0..{len(classes) - 1}")
+        if not all(0 <= v <= 1 for v in (cx, cy, w, h)):
+            raise UserError(f"{label_file}: line {n}: cx, cy, w, h must be normalised to 0..1 (w, h >= 0), "
+                            f"got {line.strip()!r}")
+        rows.append((cls, cx, cy, w, h))
+    return rows
 
 
-def read(path: Path) -> Dataset:
-    classes = _classes(path)
-    items = []
-    for image_path in list_images(path / "images"):
-        label_file = path / "labels" / (image_path.stem + ".txt")
-        rows = []
-        if label_file.is_file():
-            for n, line in enumerate(label_file.read_text().splitlines(), 1):
-                if not line.strip():
-                    continue
-                parts = line.split()
-                try:
-                    cls, cx, cy, w, h = int(parts[0]), *map(float, parts[1:5])
-                    if len(parts) != 5:
-                        raise ValueError
-                except (ValueError, IndexError):
-                    raise UserError(f"{label_file}: line {n}: expected 'class cx cy w h', got {line!r}") from None
-                if not 0 <= cls < len(classes):
-                    raise UserError(f"{label_file}: line {n}: class {cls} is not in 0..{len(classes) - 1}")
-                rows.append((cls, cx, cy, w, h))
-        size = None
-        if rows:  # normalised boxes need the image size: read the header only
-            try:
-                with Image.open(image_path) as im:
-                    size = im.size
-            except OSError:
-                size = None  # undecodable: images() skips it later with a warning
-        boxes = np.array([[(cx - w / 2) * size[0], (cy - h / 2) * size[1], (cx + w / 2) * size[0],
-                           (cy + h / 2) * size[1]] for _, cx, cy, w, h in rows] if size else [], np.float32)
-        items.append(Item(image_path, boxes.reshape(-1, 4), np.array([r[0] for r in rows] if size else [], np.int64), size))
-    return Dataset(classes, items, labelled=True, source=str(path), format="yolo")
+def _item(image_path: Path, classes: list[str]) -> Item:
+    label_file = ultralytics.label_path(image_path)
+    rows = _labels(label_file, classes) if label_file.is_file() else []
+    size = image_size(image_path) if rows else None  # normalised boxes need the image size
+    if size is None:  # no boxes, or undecodable: images() skips it later with a warning
+        return Item(image_path)
+    w, h = size
+    boxes = [[(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h] for _, cx, cy, bw, bh in rows]
+    return Item(image_path, np.array(boxes, np.float32).reshape(-1, 4), np.array([r[0] for r in rows], np.int64), size)
+
+
+def read(path: Path, split: str | None = None) -> Dataset:
+    yaml_file = ultralytics.find_yaml(path)
+    data = ultralytics.load(yaml_file) if yaml_file else None
+    root = yaml_file.parent if yaml_file else path
+    classes = _classes(root, data)
+    items = [_item(p, classes) for p in _images(path, root, data, split)]
+    return Dataset(classes, items, labelled=True, source=str(path), format="yolo", split=split or "")
 
 
 def write(dataset: Dataset, dst: Path) -> int:

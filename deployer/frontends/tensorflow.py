@@ -56,6 +56,8 @@ def load(spec: ModelSpec):
 
         def call(*xs, _keep=loaded):  # holding `loaded` keeps its variables alive
             return fn(**dict(zip(input_keys, xs)))
+        outputs = fn.structured_outputs
+        call.output_names = list(outputs) if isinstance(outputs, dict) else None
         return call, "saved_model"
     if path.suffix not in (".keras", ".h5"):
         raise UserError(f"{path}: expected a SavedModel folder, a .keras or a .h5 file")
@@ -86,6 +88,10 @@ def traced(spec: ModelSpec):
     import tensorflow as tf
 
     call, form = load(spec)
+    if getattr(call, "output_names", None):
+        # Checked before tracing: raised inside tf.function, the message would come wrapped
+        # in TensorFlow's "in user code:" trace.
+        _ordered(dict.fromkeys(call.output_names), spec)
     signature = [tf.TensorSpec(i.shape, tf.float32, name=i.name) for i in spec.inputs]
 
     @tf.function(input_signature=signature)

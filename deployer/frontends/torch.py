@@ -7,6 +7,7 @@ Runs in a worker process (imports torch).
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -71,6 +72,11 @@ def load(spec: ModelSpec):
     """Return (callable model in eval mode, source form: factory | torchscript | exported_program)."""
     import torch
 
+    # A factory without weights initialises randomly: the same seed in every process (lower,
+    # reference, CoreML conversion) makes them the same model.
+    torch.manual_seed(0)
+    if spec.source.recipe:
+        return _recipe(spec)[0], "recipe"
     if spec.source.factory:
         model = _import_factory(spec)()
         if not isinstance(model, torch.nn.Module):
@@ -78,7 +84,7 @@ def load(spec: ModelSpec):
                             f"{type(model).__name__}, expected a torch.nn.Module")
         if spec.source.weights:
             _load_weights(model, spec)
-        return model.eval(), "factory"
+        return _eval(model), "factory"
     path = Path(spec.source.path)
     if path.suffix == ".pt2":
         try:
@@ -95,6 +101,39 @@ def load(spec: ModelSpec):
         raise UserError(f"{path}: cannot load TorchScript: {str(exc).splitlines()[0]}") from None
 
 
+def _recipe(spec: ModelSpec):
+    """(deployable module, head fields, anchors) of a factory's model through its recipe."""
+    from deployer.frontends.recipes import registry as recipes
+    from deployer.registry import resolve
+
+    recipe = recipes()[spec.source.recipe]
+    module = resolve(recipe.make)(_import_factory(spec), spec)
+    if spec.source.weights:
+        _load_weights(module, spec)
+    part, head, anchors = resolve(recipe.build)(_eval(module), spec)
+    return _eval(part), head, anchors
+
+
+def _eval(model):
+    """model.eval(), also for a factory that holds an ExportedProgram's module: those refuse
+    train()/eval() (their mode is fixed when exported), so only the others are switched."""
+    try:
+        return model.eval()
+    except NotImplementedError:
+        for module in model.modules():
+            try:
+                module.train(False)
+            except NotImplementedError:
+                module.training = False
+        return model
+
+
+def _holds_torchscript(model) -> bool:
+    import torch
+
+    return any(isinstance(m, torch.jit.ScriptModule) for m in model.modules())
+
+
 def _as_callable(model):
     return model.module() if hasattr(model, "module") and hasattr(model, "graph_signature") else model
 
@@ -105,19 +144,36 @@ def _export(model, form: str, spec: ModelSpec, dummy: tuple, out: Path) -> tuple
 
     names = dict(input_names=[i.name for i in spec.inputs], output_names=list(spec.outputs))
     note = ""
-    if form != "torchscript":  # the dynamo exporter cannot trace a ScriptModule
+    if form == "factory" and _holds_torchscript(model):
+        # Neither exporter can follow a call into a ScriptModule held by a Python module ("not
+        # part of the active trace"): trace the whole factory model into TorchScript first.
+        with torch.no_grad():
+            model = torch.jit.trace(model, dummy, check_trace=False)
+        form, note = "torchscript", "the factory's module holds TorchScript: traced with torch.jit.trace first"
+    if form != "torchscript" and spec.source.exporter != "torchscript":  # dynamo cannot trace a ScriptModule
         try:
             torch.onnx.export(model, dummy, str(out), opset_version=spec.source.opset, dynamo=True,
                               external_data=False, verbose=False, **names)
             return "dynamo", ""
         except Exception as exc:  # noqa: BLE001 - any dynamo failure falls back
-            note = f"dynamo exporter failed ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})"
-            if form == "exported_program":
-                raise UserError(f"{spec.source.path}: cannot lower the ExportedProgram to ONNX: {note}") from None
-    with torch.no_grad():
-        torch.onnx.export(_as_callable(model), dummy, str(out), opset_version=spec.source.opset, dynamo=False,
-                          do_constant_folding=True, **names)
+            note = f"dynamo exporter failed ({type(exc).__name__}: {_first_line(exc)})"
+            if form == "exported_program" or spec.source.exporter == "dynamo":
+                what = "the ExportedProgram" if form == "exported_program" else "the model (source.exporter = 'dynamo')"
+                raise UserError(f"{spec.source.path or spec.source.factory}: cannot lower {what} to ONNX: {note}") from None
+    try:
+        with torch.no_grad():
+            torch.onnx.export(_as_callable(model), dummy, str(out), opset_version=spec.source.opset, dynamo=False,
+                              do_constant_folding=True, **names)
+    except Exception as exc:  # noqa: BLE001 - the model cannot be lowered: say so with both exporters' reasons
+        where = spec.source.path or spec.source.factory
+        raise UserError(f"{where}: cannot lower to ONNX: the TorchScript exporter failed "
+                        f"({type(exc).__name__}: {_first_line(exc)})" + (f"; {note}" if note else "")) from None
     return "torchscript", note
+
+
+def _first_line(exc: Exception) -> str:
+    """An exporter error's first line, without the terminal colour codes torch puts in it."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()[0][:300] if str(exc).strip() else ""
 
 
 def lower(spec: dict, out_path: str, source_sha256: str, toolchain: dict) -> dict:
@@ -128,9 +184,18 @@ def lower(spec: dict, out_path: str, source_sha256: str, toolchain: dict) -> dic
     from deployer.ir import onnx_ir
 
     spec = ModelSpec.from_dict(spec)
-    model, form = load(spec)
-    dummy = tuple(torch.zeros(i.shape) for i in spec.inputs)
     out = Path(out_path)
+    head = None
+    if spec.source.recipe:
+        torch.manual_seed(0)   # as load() does
+        model, head, anchors = _recipe(spec)
+        form = "recipe"
+        # The anchors live beside the ONNX file, named relative to its folder (the cache moves it).
+        np.save(out.parent / "anchors.npy", anchors.astype(np.float32))
+        head = {**head, "anchors": "anchors.npy"}
+    else:
+        model, form = load(spec)
+    dummy = tuple(torch.zeros(i.shape) for i in spec.inputs)
     raw = out.with_suffix(".raw.onnx")
     exporter, note = _export(model, form, spec, dummy, raw)
     lowered = onnx.load(str(raw))
@@ -138,7 +203,8 @@ def lower(spec: dict, out_path: str, source_sha256: str, toolchain: dict) -> dic
     info = onnx_ir.finalize(lowered, out, spec, {
         "deployer.source_sha256": source_sha256, "deployer.source_kind": "torch",
         "deployer.source_form": form, "deployer.exporter": exporter, "deployer.toolchain": toolchain})
-    return {**info, "exporter": exporter, "exporter_note": note, "source_form": form}
+    return {**info, "exporter": exporter, "exporter_note": note, "source_form": form,
+            **({"head": head} if head else {})}
 
 
 class TorchRunner(Runner):

@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from deployer.heads.base import HeadType
+from deployer.heads.base import HeadType, output_check
 from deployer.options import Option
 from deployer.parity.detection import Detections, decode_boxes_scores
 
 
 def _validate(params: dict, outputs: list[str], labels: list[str]):
-    for key in ("boxes", "scores"):
-        if params[key] not in outputs:
-            return f"head.{key}", f"one of the outputs {outputs}", params[key]
-    if not labels:
-        return "labels", "class names for a detection head", labels
-    return None
+    return output_check(params, outputs, labels, "boxes", "scores")
 
 
-def _decode(outputs: dict[str, np.ndarray], head, score_threshold: float) -> list[Detections]:
+def _decode(outputs: dict[str, np.ndarray], spec, score_threshold: float) -> list[Detections]:
+    head = spec.head
     p = head.params
     boxes, scores = outputs[p["boxes"]], outputs[p["scores"]]
     return [decode_boxes_scores(boxes[k], scores[k], p["box_format"], score_threshold, head.iou_threshold,

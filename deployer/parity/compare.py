@@ -40,7 +40,7 @@ class EvalSet:
 
 def decode_all(outputs: dict[str, np.ndarray], spec: ModelSpec, score_threshold: float) -> list[Detections]:
     """Detections per image (network-input pixels) through the spec's head type."""
-    return heads()[spec.head.type].decode(outputs, spec.head, score_threshold)
+    return heads()[spec.head.type].decode(outputs, spec, score_threshold)
 
 
 def detects(spec: ModelSpec) -> bool:

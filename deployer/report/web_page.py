@@ -1,7 +1,7 @@
 """The static web demo page written next to every web build (dist/<model>/web/).
 
-It needs no bundler: index.html, app.mjs and engine.mjs (the same module the Chromium
-parity run uses), the runtimes vendored under vendor/, a few sample images and
+It needs no bundler: index.html, app.mjs, engine.mjs (the same module the Chromium
+parity run uses) and heads.mjs (the head decoders, twins of deployer/heads/), the runtimes vendored under vendor/, a few sample images and
 models.json describing each artifact. Serve the folder with any static server
 (e.g. `python -m http.server -d dist/shapes/web`) and open it.
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from deployer import backends
 from deployer.errors import StageError
+from deployer.heads import registry as heads
 from deployer.spec import ModelSpec
 
 JS_DIR = Path(__file__).resolve().parent.parent / "runtimes" / "js"
@@ -59,14 +60,17 @@ def write_page(staging: Path, spec: ModelSpec, entries: list[dict], samples: lis
             shutil.copyfile(src / n, staging / sub / n)
     for f in ("index.html", "app.mjs"):
         shutil.copyfile(JS_DIR / "page" / f, staging / f)
-    shutil.copyfile(JS_DIR / "engine.mjs", staging / "engine.mjs")
+    for f in ("engine.mjs", "heads.mjs"):
+        shutil.copyfile(JS_DIR / f, staging / f)
     (staging / "samples").mkdir(exist_ok=True)
     sample_urls = []
     for s in samples:
         shutil.copyfile(s, staging / "samples" / s.name)
         sample_urls.append(f"samples/{s.name}")
     d = spec.to_dict()
+    head_type = heads()[spec.head.type]
+    head = {**d["head"], **(head_type.page_data(spec.head.params) if head_type.page_data else {})}
     (staging / "models.json").write_text(json.dumps({
-        "model": spec.name, "labels": spec.labels, "preprocess": d["preprocess"], "head": d["head"],
+        "model": spec.name, "labels": spec.labels, "outputs": spec.outputs, "preprocess": d["preprocess"], "head": head,
         "samples": sample_urls, "models": models}, indent=2))
     return sample_urls

@@ -2,9 +2,10 @@
 the saved ML program in numpy.
 
 The interpreter loads the .mlpackage's program back through coremltools' milproto frontend
-and executes its MIL ops one by one, rounding every result to float16 where the program
-computes in float16, so tensor and detection parity can be measured on Linux. An op it does
-not know makes the run `unverified` with the op named: never a pass by omission.
+and executes its MIL ops one by one with the numpy kernels of `coreml_ops.py`, rounding every
+result to float16 where the program computes in float16, so tensor and detection parity can
+be measured on Linux. An op it does not know makes the run `unverified` with the op named:
+never a pass by omission.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deployer.errors import CannotVerify
 from deployer.runtimes.base import Runner, Runtime, Tensor
+from deployer.runtimes.coreml_ops import KERNELS, UnsupportedOp
 
 RUNTIMES = (Runtime("coreml", "deployer.runtimes.coreml:CoreMLRunner", accepts=("mlpackage",), settings=(),
                     family="coreml", preload=("deployer.runtimes.coreml:preload",),
@@ -30,119 +31,6 @@ def preload() -> None:
     import coremltools  # noqa: F401
 
 
-class UnsupportedOp(CannotVerify):
-    def __init__(self, op_type: str):
-        super().__init__(f"MIL op '{op_type}' is not implemented by deployer's ML program interpreter")
-        self.op_type = op_type
-
-
-# ---------------------------------------------------------------------------- op kernels
-
-def _pad_same(x, k, s, d):
-    """Explicit (begin, end) padding of CoreML's 'same' for each spatial dim."""
-    pads = []
-    for size, kk, ss, dd in zip(x.shape[2:], k, s, d):
-        eff = (kk - 1) * dd + 1
-        out = -(-size // ss)
-        total = max(0, (out - 1) * ss + eff - size)
-        pads.append((total // 2, total - total // 2))
-    return pads
-
-
-def _conv(x, weight, bias=None, strides=None, pad_type="valid", pad=None, dilations=None, groups=1):
-    n, c, h, w = x.shape
-    oc, icg, kh, kw = weight.shape
-    strides = list(strides) if strides is not None else [1, 1]
-    dilations = list(dilations) if dilations is not None else [1, 1]
-    if pad_type == "same":
-        pads = _pad_same(x, (kh, kw), strides, dilations)
-    elif pad_type == "custom":
-        pads = [(int(pad[0]), int(pad[1])), (int(pad[2]), int(pad[3]))]
-    else:
-        pads = [(0, 0), (0, 0)]
-    xp = np.pad(x, ((0, 0), (0, 0), *pads))
-    win = np.lib.stride_tricks.sliding_window_view(xp, ((kh - 1) * dilations[0] + 1, (kw - 1) * dilations[1] + 1),
-                                                   axis=(2, 3))
-    win = win[:, :, ::strides[0], ::strides[1], ::dilations[0], ::dilations[1]]   # n, c, oh, ow, kh, kw
-    g = int(groups)
-    outs = []
-    for gi in range(g):
-        xs = win[:, gi * icg:(gi + 1) * icg]
-        ws = weight[gi * (oc // g):(gi + 1) * (oc // g)]
-        outs.append(np.einsum("ncxykl,ockl->noxy", xs, ws, optimize=True))
-    y = np.concatenate(outs, 1)
-    if bias is not None:
-        y = y + bias.reshape(1, -1, 1, 1)
-    return y
-
-
-def _slice_by_index(x, begin, end, stride=None, begin_mask=None, end_mask=None, squeeze_mask=None):
-    idx = []
-    for i in range(x.ndim):
-        b = None if (begin_mask is not None and begin_mask[i]) else int(begin[i])
-        e = None if (end_mask is not None and end_mask[i]) else int(end[i])
-        s = int(stride[i]) if stride is not None else 1
-        idx.append(int(b) if squeeze_mask is not None and squeeze_mask[i] else slice(b, e, s))
-    return x[tuple(idx)]
-
-
-def _upsample_nn(x, scale_factor_height=1, scale_factor_width=1):
-    return np.repeat(np.repeat(x, int(scale_factor_height), axis=2), int(scale_factor_width), axis=3)
-
-
-def _softplus(x):
-    return np.logaddexp(0, x)
-
-
-def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def _concat(values, axis, interleave=False):
-    if interleave:
-        raise UnsupportedOp("concat(interleave=True)")
-    return np.concatenate(values, int(axis))
-
-
-def _cast(x, dtype):
-    return x.astype({"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "bool": bool}[str(dtype)])
-
-
-KERNELS = {
-    "conv": _conv,
-    "add": lambda x, y: x + y,
-    "sub": lambda x, y: x - y,
-    "mul": lambda x, y: x * y,
-    "real_div": lambda x, y: x / y,
-    "maximum": lambda x, y: np.maximum(x, y),
-    "minimum": lambda x, y: np.minimum(x, y),
-    "relu": lambda x: np.maximum(x, 0),
-    "relu6": lambda x: np.clip(x, 0, 6),
-    "sigmoid": _sigmoid,
-    "softplus": _softplus,
-    "silu": lambda x: x * _sigmoid(x),
-    "tanh": np.tanh,
-    "exp": np.exp,
-    "clip": lambda x, alpha, beta: np.clip(x, alpha, beta),
-    "softmax": lambda x, axis=-1: np.exp(x - x.max(int(axis), keepdims=True)) / np.exp(
-        x - x.max(int(axis), keepdims=True)).sum(int(axis), keepdims=True),
-    "reshape": lambda x, shape: x.reshape([int(s) for s in shape]),
-    "transpose": lambda x, perm: x.transpose([int(p) for p in perm]),
-    "concat": _concat,
-    "slice_by_index": _slice_by_index,
-    "upsample_nearest_neighbor": _upsample_nn,
-    "tile": lambda x, reps: np.tile(x, [int(r) for r in reps]),
-    "expand_dims": lambda x, axes: np.expand_dims(x, tuple(int(a) for a in axes)),
-    "squeeze": lambda x, axes=None: np.squeeze(x, None if axes is None else tuple(int(a) for a in axes)),
-    "cast": _cast,
-    "identity": lambda x: x,
-    "matmul": lambda x, y, transpose_x=False, transpose_y=False: np.matmul(
-        np.swapaxes(x, -1, -2) if transpose_x else x, np.swapaxes(y, -1, -2) if transpose_y else y),
-    "linear": lambda x, weight, bias=None: x @ weight.T + (0 if bias is None else bias),
-    "max_pool": None,  # listed as known-unimplemented below: clearer than a KeyError
-    "avg_pool": None,
-}
-KERNELS = {k: v for k, v in KERNELS.items() if v is not None}
 DEQUANTIZE = ("constexpr_affine_dequantize", "constexpr_blockwise_shift_scale")
 
 
@@ -183,8 +71,18 @@ def _value(var, env):
     raise KeyError(var.name)
 
 
+def _as_float32(value):
+    """float16 arrays (alone or in a list, as concat's and stack's values) as float32."""
+    if isinstance(value, list):
+        return [_as_float32(v) for v in value]
+    if isinstance(value, np.ndarray) and value.dtype == np.float16:
+        return value.astype(np.float32)
+    return value
+
+
 def _is_fp16(var) -> bool:
-    return "fp16" in str(getattr(var, "dtype", ""))
+    # MIL dtypes are classes named after the type ('fp16'); their str() does not say it.
+    return getattr(getattr(var, "dtype", None), "__name__", "") == "fp16"
 
 
 class MILProgram:
@@ -202,9 +100,14 @@ class MILProgram:
         self.metadata = dict(spec.description.metadata.userDefined)
         self.ops = [op.op_type for op in self.function.operations]
 
-    def unsupported(self) -> list[str]:
+    def unsupported(self) -> dict[str, list[str]]:
+        """Op types the interpreter lacks -> the names of the program's ops of that type."""
         known = set(KERNELS) | {"const"} | set(DEQUANTIZE)
-        return sorted({t for t in self.ops if t not in known})
+        missing: dict[str, list[str]] = {}
+        for op in self.function.operations:
+            if op.op_type not in known:
+                missing.setdefault(op.op_type, []).append(op.name)
+        return dict(sorted(missing.items()))
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Feeds already shaped as the program's inputs (runner contract)."""
@@ -220,13 +123,9 @@ class MILProgram:
                 continue
             kernel = KERNELS.get(op.op_type)
             if kernel is None:
-                raise UnsupportedOp(op.op_type)
-            args = {k: _value(v, env) for k, v in op.inputs.items()}
+                raise UnsupportedOp(op.op_type, f"'{op.name}'")
             # Compute in float32, then round to what the program stores (float16 or float32).
-            args = {k: (v.astype(np.float32) if isinstance(v, np.ndarray) and v.dtype == np.float16 else v)
-                    for k, v in args.items()}
-            if op.op_type == "concat":
-                args["values"] = [v.astype(np.float32) for v in args["values"]]
+            args = {k: _as_float32(_value(v, env)) for k, v in op.inputs.items()}
             out = kernel(**args)
             outs = out if isinstance(out, tuple) else (out,)
             for var, value in zip(op.outputs, outs):
@@ -257,7 +156,8 @@ class CoreMLRunner(Runner):
             meta = self.program.metadata
             missing = self.program.unsupported()
             if missing:
-                raise UnsupportedOp(", ".join(missing))
+                names = [f"'{n}'" for ops in missing.values() for n in ops]
+                raise UnsupportedOp("', '".join(missing), ", ".join(names[:3]) + (", ..." if len(names) > 3 else ""))
         self.image = json.loads(meta.get("deployer.image_input", "null"))
         self.settings = {"engine": engine, "image_input": bool(self.image)}
 

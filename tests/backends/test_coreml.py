@@ -11,24 +11,23 @@ from tests.conftest import ROOT, run_cli, write_spec
 
 pytestmark = pytest.mark.heavy
 
-GELU_FACTORY = '''
+RECURRENT_FACTORY = '''
 import torch
 from torch import nn
 
-class GeluDet(nn.Module):
+class RecurrentDet(nn.Module):
     def __init__(self):
         super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, 2, 1)
-        self.act = nn.GELU()   # not in the interpreter's op set
-        self.head = nn.Conv2d(8, 8, 1)
+        self.conv = nn.Conv2d(3, 8, 8, 8)
+        self.gru = nn.GRU(8, 8, batch_first=True)   # a MIL while_loop: not in the interpreter's op set
 
     def forward(self, x):
-        y = self.head(self.act(self.conv(x))).flatten(2).transpose(1, 2)   # (1, 1024, 8)
+        y, _ = self.gru(self.conv(x).flatten(2).transpose(1, 2))   # (1, 64, 8)
         return y[..., :4] * 64, torch.sigmoid(y[..., 4:])
 
 def build():
     torch.manual_seed(0)
-    return GeluDet().eval()
+    return RecurrentDet().eval()
 '''
 
 
@@ -72,9 +71,9 @@ def test_interpreter_fp16_rounding_is_real(tiny_project, tmp_path):
 
 
 def test_unknown_op_is_unverified_and_named(tmp_path):
-    (tmp_path / "geludet.py").write_text(GELU_FACTORY)
-    src = f'kind = "torch"\nfactory = "geludet:build"\npython_path = ["{tmp_path}"]'
-    spec = write_spec(tmp_path, name="gelu", source=src)
+    (tmp_path / "recurrentdet.py").write_text(RECURRENT_FACTORY)
+    src = f'kind = "torch"\nfactory = "recurrentdet:build"\npython_path = ["{tmp_path}"]'
+    spec = write_spec(tmp_path, name="recurrent", source=src)
     spec.write_text(spec.read_text().replace('type = "boxes_scores"\nboxes = "boxes"\nscores = "scores"', 'type = "raw"'))
     data = ROOT / "calibration"
     spec.write_text(spec.read_text() + f'\n[data]\ncalibration = "{data / "calib"}"\nevaluation = "{data / "eval"}"\n'
@@ -83,9 +82,11 @@ def test_unknown_op_is_unverified_and_named(tmp_path):
     profile.write_text('name = "ios"\n[[artifacts]]\nbackend = "coreml"\nprecision = "fp16"\n')
     dist = tmp_path / "dist"
     result = run_cli("build", str(spec), "--target", str(profile), "--out", str(dist))
-    entry = _manifest(dist, "gelu")["artifacts"][0]
+    entry = _manifest(dist, "recurrent")["artifacts"][0]
     assert entry["status"] == "built"
     assert entry["parity"]["verdict"] == "unverified"
-    assert "MIL op 'gelu'" in entry["parity"]["reasons"][0]
+    reason = entry["parity"]["reasons"][0]
+    # The op, where it is in the program and what to do.
+    assert "MIL op 'while_loop'" in reason and "'while_loop_0'" in reason and "macOS" in reason
     # The table and its notes say so, naming the op.
-    assert "unverified" in result.stdout and "coreml]: MIL op 'gelu' is not implemented" in result.stdout
+    assert "unverified" in result.stdout and "coreml]: MIL op 'while_loop' is not implemented" in result.stdout

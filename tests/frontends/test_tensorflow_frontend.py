@@ -72,3 +72,16 @@ def test_missing_custom_layer_module_is_named(keras_files, tmp_path):
     with pytest.raises(UserError, match="source.imports.*no_such_layers"):
         run_stage("deployer.frontends.tensorflow:lower", {"spec": spec.to_dict(), "out_path": str(tmp_path / "m.onnx"),
                   "source_sha256": "0" * 64, "toolchain": {}}, workdir=tmp_path, name="lower")
+
+
+def test_saved_model_output_names_are_checked_before_tracing(keras_files, tmp_path):
+    """A spec naming outputs the SavedModel does not have: the message names the field and the
+    model's outputs, without TensorFlow's "in user code:" trace around it."""
+    spec = _spec(keras_files, keras_files / "saved")
+    spec.outputs = ["detections", "classes"]
+    with pytest.raises(Exception) as err:
+        run_stage("deployer.frontends.tensorflow:lower", {"spec": spec.to_dict(), "out_path": str(tmp_path / "m.onnx"),
+                  "source_sha256": "0" * 64, "toolchain": {}}, workdir=tmp_path, name="lower")
+    text = str(err.value)
+    assert "field 'outputs.names': the model's outputs are" in text and "not ['detections', 'classes']" in text
+    assert "in user code" not in text

@@ -75,29 +75,3 @@ export async function runModel(handle, lib, inputs) {
   return out;
 }
 
-// Class-wise NMS over (N, 4) xyxy boxes and (N, C) scores, as deployer's parity decoder does.
-export function decodeBoxesScores(boxes, scores, numClasses, scoreThreshold, iouThreshold, maxDetections) {
-  const n = boxes.length / 4;
-  const cand = [];
-  for (let i = 0; i < n; i++) {
-    for (let c = 0; c < numClasses; c++) {
-      const s = scores[i * numClasses + c];
-      if (s >= scoreThreshold) cand.push({ i, c, s });
-    }
-  }
-  cand.sort((a, b) => b.s - a.s);
-  const kept = [];
-  const iou = (a, b) => {
-    const ax = boxes.subarray(a * 4, a * 4 + 4), bx = boxes.subarray(b * 4, b * 4 + 4);
-    const w = Math.max(0, Math.min(ax[2], bx[2]) - Math.max(ax[0], bx[0]));
-    const h = Math.max(0, Math.min(ax[3], bx[3]) - Math.max(ax[1], bx[1]));
-    const inter = w * h;
-    const union = (ax[2] - ax[0]) * (ax[3] - ax[1]) + (bx[2] - bx[0]) * (bx[3] - bx[1]) - inter;
-    return union > 0 ? inter / union : 0;
-  };
-  for (const d of cand) {
-    if (kept.length >= maxDetections) break;
-    if (kept.every(k => k.c !== d.c || iou(k.i, d.i) <= iouThreshold)) kept.push(d);
-  }
-  return kept.map(k => ({ box: Array.from(boxes.subarray(k.i * 4, k.i * 4 + 4)), label: k.c, score: k.s }));
-}

@@ -1,6 +1,7 @@
 // The demo page: pick a model and an image, run it in the browser, draw the detections.
 // window.deployerDemo exposes the same steps to tests (and to anyone scripting the page).
-import { loadModel, runModel, decodeBoxesScores, useTfBackend } from "./engine.mjs";
+import { loadModel, runModel, useTfBackend } from "./engine.mjs";
+import { decode } from "./heads.mjs";
 
 const $ = id => document.getElementById(id);
 const COLORS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c"];
@@ -76,14 +77,25 @@ async function detect(src) {
   const { model: m, lib, handle } = current;
   const img = await loadImage(src);
   const { data, transform } = preprocess(img, config.preprocess, m.width, m.height, m.layout);
-  const t0 = performance.now();
-  const out = await runModel(handle, lib, { [handle.inputNames[0]]: { data, shape: m.input_shape } });
+  const feed = { [handle.inputNames[0]]: { data, shape: m.input_shape } };
+  let t0 = performance.now(), out;
+  try {
+    out = await runModel(handle, lib, feed);
+  } catch (e) {
+    // A kernel the wasm backend lacks: TF.js's cpu backend runs the model (as the Node runner does).
+    if (m.engine !== "tfjs" || current.backend !== "wasm") throw e;
+    await lib.setBackend("cpu");
+    current.backend = "cpu (wasm failed on this model)";
+    current.handle = await loadModel(m.engine, lib, m.url);
+    t0 = performance.now();
+    out = await runModel(current.handle, lib, feed);
+  }
   const ms = performance.now() - t0;
-  const head = config.head;
-  const boxes = Float32Array.from(out[head.boxes]?.data ?? Object.values(out)[0].data);
-  const scores = Float32Array.from(out[head.scores]?.data ?? Object.values(out)[1].data);
-  const dets = decodeBoxesScores(boxes, scores, config.labels.length, head.score_threshold, head.iou_threshold,
-                                 head.max_detections).map(d => ({
+  // A TF.js graph model may name its outputs after graph tensors (Identity:0...): they come in
+  // the spec's order, so the spec's names are given by position where they are missing.
+  const values = Object.values(out);
+  const named = Object.fromEntries(config.outputs.map((n, i) => [n, out[n] ?? values[i]]));
+  const dets = decode(config.head, named, { numClasses: config.labels.length, width: m.width, height: m.height }).map(d => ({
     ...d, name: config.labels[d.label],
     // Back to image pixels, clipped to the image.
     box: [Math.max(0, (d.box[0] - transform.px) / transform.sx), Math.max(0, (d.box[1] - transform.py) / transform.sy),

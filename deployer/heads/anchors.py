@@ -1,0 +1,128 @@
+"""`anchors`: anchor-based detectors whose graph ends before box decoding (SSD, SSDlite,
+RetinaNet, TFLite-style SSD): a box-deltas output (1, N, 4), a class-logits output (1, N, C)
+and N anchors (xyxy, input pixels) from a .npy file or from the frontend's recipe
+(frontends/recipes/). Boxes are decoded with the box coder of torchvision and the TF Object
+Detection API (centre offsets scaled by the anchor size, log-size deltas, each divided by
+its weight), scores by the head's activation, then the usual class-wise NMS.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from deployer.errors import UserError
+from deployer.heads.base import HeadType, output_check
+from deployer.options import Option
+from deployer.parity.detection import Detections, decode_boxes_scores
+
+# torchvision's clamp of the log-size deltas: exp() of more overflows float16 and means nothing.
+XFORM_CLIP = math.log(1000.0 / 16)
+
+
+def _validate(params: dict, outputs: list[str], labels: list[str]):
+    problem = output_check(params, outputs, labels, "deltas", "logits")
+    if problem:
+        return problem
+    weights = params["box_coder_weights"]
+    if len(weights) != 4 or any(w <= 0 for w in weights):
+        return "head.box_coder_weights", "four positive numbers (x, y, w, h)", weights
+    return None
+
+
+def _complete(params: dict, shapes: dict, labels: list[str], lowered: dict) -> dict:
+    # A frontend recipe knows the model's own anchors and box coder: its values win, except
+    # anchors the spec names itself.
+    recipe = dict(lowered.get("head") or {})
+    if params.get("anchors"):
+        recipe.pop("anchors", None)
+    params = {**params, **recipe}
+    if not params.get("anchors"):
+        raise UserError("head.anchors: an anchors head needs the anchors, a .npy file of (N, 4) xyxy boxes in "
+                        "input pixels (or a source recipe that writes them, e.g. source.recipe = 'torchvision')")
+    anchors = load_anchors(params["anchors"])
+    deltas, logits = list(shapes[params["deltas"]]), list(shapes[params["logits"]])
+    n = anchors.shape[0]
+    if len(deltas) != 3 or deltas[1:] != [n, 4]:
+        raise UserError(f"head.deltas '{params['deltas']}' has shape {deltas}: expected (1, {n}, 4) "
+                        f"for the {n} anchors of {params['anchors']}")
+    classes = len(labels) + (1 if params["background"] >= 0 else 0)
+    if len(logits) != 3 or logits[1:] != [n, classes]:
+        raise UserError(f"head.logits '{params['logits']}' has shape {logits}: expected (1, {n}, {classes}) "
+                        f"({len(labels)} labels" + (f" + the background class {params['background']})"
+                                                    if params["background"] >= 0 else ")"))
+    return params
+
+
+def load_anchors(path: str) -> np.ndarray:
+    try:
+        anchors = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: field 'head.anchors': cannot read a .npy array ({exc})") from None
+    if anchors.ndim != 2 or anchors.shape[1] != 4:
+        raise UserError(f"{path}: field 'head.anchors': expected an (N, 4) array of xyxy boxes, "
+                        f"got shape {list(anchors.shape)}")
+    return anchors.astype(np.float32)
+
+
+def decode_deltas(deltas: np.ndarray, anchors: np.ndarray, weights, order: str) -> np.ndarray:
+    """(N, 4) deltas against (N, 4) xyxy anchors -> (N, 4) xyxy boxes."""
+    d = deltas.astype(np.float32)
+    if order == "yxhw":
+        d = d[:, [1, 0, 3, 2]]
+    wx, wy, ww, wh = (np.float32(w) for w in weights)
+    widths = anchors[:, 2] - anchors[:, 0]
+    heights = anchors[:, 3] - anchors[:, 1]
+    cx = anchors[:, 0] + 0.5 * widths
+    cy = anchors[:, 1] + 0.5 * heights
+    pcx = d[:, 0] / wx * widths + cx
+    pcy = d[:, 1] / wy * heights + cy
+    pw = np.exp(np.minimum(d[:, 2] / ww, XFORM_CLIP)) * widths
+    ph = np.exp(np.minimum(d[:, 3] / wh, XFORM_CLIP)) * heights
+    return np.stack([pcx - 0.5 * pw, pcy - 0.5 * ph, pcx + 0.5 * pw, pcy + 0.5 * ph], 1)
+
+
+def class_scores(logits: np.ndarray, activation: str, background: int) -> np.ndarray:
+    """(N, C) logits -> (N, labels) scores, the background column dropped."""
+    x = logits.astype(np.float32)
+    if activation == "sigmoid":
+        x = 1.0 / (1.0 + np.exp(-x))
+    elif activation == "softmax":
+        e = np.exp(x - x.max(-1, keepdims=True))
+        x = e / e.sum(-1, keepdims=True)
+    return np.delete(x, background, axis=-1) if background >= 0 else x
+
+
+def _decode(outputs: dict[str, np.ndarray], spec, score_threshold: float) -> list[Detections]:
+    head = spec.head
+    p = head.params
+    anchors = load_anchors(p["anchors"])
+    inp = spec.inputs[0]
+    dets = []
+    for deltas, logits in zip(outputs[p["deltas"]], outputs[p["logits"]]):
+        boxes = decode_deltas(deltas.reshape(-1, 4), anchors, p["box_coder_weights"], p["delta_order"])
+        # Clipped to the input, as torchvision's and TensorFlow's post-processing do.
+        boxes = np.clip(boxes, 0, np.array([inp.width, inp.height, inp.width, inp.height], np.float32))
+        scores = class_scores(logits.reshape(len(anchors), -1), p["activation"], p["background"])
+        dets.append(decode_boxes_scores(boxes, scores, "xyxy", score_threshold, head.iou_threshold,
+                                        head.max_detections))
+    return dets
+
+
+def _page_data(params: dict) -> dict:
+    return {"anchors_data": load_anchors(params["anchors"]).round(3).reshape(-1).tolist()}
+
+
+HEAD = HeadType(
+    name="anchors",
+    fields=(Option("deltas", str, ..., "the name of the box-deltas output (1, N, 4)"),
+            Option("logits", str, ..., "the name of the class-logits output (1, N, C)"),
+            Option("anchors", str, "", "a .npy of (N, 4) xyxy anchors in input pixels (a recipe writes it)"),
+            Option("box_coder_weights", list, [1.0, 1.0, 1.0, 1.0],
+                   "the box coder's weights (x, y, w, h): SSD 10, 10, 5, 5; RetinaNet 1, 1, 1, 1", item=float),
+            Option("delta_order", str, "xywh", "the order of the four deltas", choices=("xywh", "yxhw")),
+            Option("activation", str, "sigmoid", "how logits become scores", choices=("sigmoid", "softmax", "none")),
+            Option("background", int, -1, "the logits column of the background class (-1: none)", minimum=-1)),
+    validate=_validate, decode=_decode, complete=_complete, paths=("anchors",), page_data=_page_data,
+    summary="box deltas (1, N, 4) + class logits (1, N, C) + anchors; torchvision/TF box coder, class-wise NMS")
