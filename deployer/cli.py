@@ -220,8 +220,9 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("spec", help="model spec (.toml)")
     b.add_argument("--target", action="append", help="target name in targets/ or a profile .toml (repeatable; "
                    f"default: {', '.join(DEFAULT_TARGETS)})")
-    b.add_argument("--calib", help="calibration dataset (COCO, VOC, YOLO or image folder)")
-    b.add_argument("--eval", help="evaluation dataset (labelled: also gives labelled mAP)")
+    b.add_argument("--calib", help="calibration dataset: COCO, VOC, YOLO (folder or Ultralytics data.yaml), Open Images "
+                   "CSV or an image folder")
+    b.add_argument("--eval", help="evaluation dataset, same formats (labelled: also gives labelled mAP)")
     b.add_argument("--split", choices=SPLITS,
                    help="split of the datasets with splits (Ultralytics data.yaml) to calibrate and evaluate on, "
                    "given here or in the spec; overrides the spec's data.calibration_split and "

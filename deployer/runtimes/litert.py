@@ -27,10 +27,21 @@ class LiteRTRunner(Runner):
     runtime = "litert"
 
     def load(self) -> None:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         threads = self.threads or None
-        self.interpreter = Interpreter(model_path=self.artifact, num_threads=threads)
+        delegate = "XNNPACK (default)"
+        try:
+            self.interpreter = Interpreter(model_path=self.artifact, num_threads=threads)
+            self.interpreter.allocate_tensors()
+        except RuntimeError as exc:
+            if "XNNPACK" not in str(exc):
+                raise
+            # XNNPACK refuses some int8 graphs at prepare time; LiteRT's own kernels run them
+            # (an app with the default delegate would hit the same refusal: the run says so).
+            self.interpreter = Interpreter(model_path=self.artifact, num_threads=threads,
+                                           experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+            delegate = f"builtin kernels (XNNPACK failed to prepare: {str(exc).splitlines()[0][:160]})"
         signatures = self.interpreter.get_signature_list()
         if signatures:
             self.runner = self.interpreter.get_signature_runner(next(iter(signatures)))
@@ -40,7 +51,7 @@ class LiteRTRunner(Runner):
             self.interpreter.allocate_tensors()
             self.inputs = {d["name"]: d for d in self.interpreter.get_input_details()}
             self.outputs = {d["name"]: d for d in self.interpreter.get_output_details()}
-        self.settings = {"threads": threads or "default", "signature": next(iter(signatures), None),
+        self.settings = {"threads": threads or "default", "delegate": delegate, "signature": next(iter(signatures), None),
                          "input_dtype": np.dtype(next(iter(self.inputs.values()))["dtype"]).name}
 
     def unload(self) -> None:
