@@ -1,9 +1,11 @@
 """`anchors`: anchor-based detectors whose graph ends before box decoding (SSD, SSDlite,
-RetinaNet, TFLite-style SSD): a box-deltas output (1, N, 4), a class-logits output (1, N, C)
-and N anchors (xyxy, input pixels) from a .npy file or from the frontend's recipe
+RetinaNet, FCOS, TFLite-style SSD): a box-regression output (1, N, 4), a class-logits output
+(1, N, C) and N anchors (xyxy, input pixels) from a .npy file or from the frontend's recipe
 (frontends/recipes/). Boxes are decoded with the box coder of torchvision and the TF Object
-Detection API (centre offsets scaled by the anchor size, log-size deltas, each divided by
-its weight), scores by the head's activation, then the usual class-wise NMS.
+Detection API (`coder = "deltas"`: centre offsets scaled by the anchor size, log-size
+deltas, each divided by its weight) or FCOS's linear one (`coder = "ltrb"`: distances from
+the anchor's centre in units of its size); scores by the head's activation, times an
+optional centerness output under a square root (FCOS); then the usual class-wise NMS.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ XFORM_CLIP = math.log(1000.0 / 16)
 
 
 def _validate(params: dict, outputs: list[str], labels: list[str]):
-    problem = output_check(params, outputs, labels, "deltas", "logits")
+    problem = output_check(params, outputs, labels, "deltas", "logits", "centerness")
     if problem:
         return problem
     weights = params["box_coder_weights"]
@@ -52,6 +54,9 @@ def _complete(params: dict, shapes: dict, labels: list[str], lowered: dict) -> d
         raise UserError(f"head.logits '{params['logits']}' has shape {logits}: expected (1, {n}, {classes}) "
                         f"({len(labels)} labels" + (f" + the background class {params['background']})"
                                                     if params["background"] >= 0 else ")"))
+    if params.get("centerness") and list(shapes[params["centerness"]])[1:] not in ([n, 1], [n]):
+        raise UserError(f"head.centerness '{params['centerness']}' has shape {list(shapes[params['centerness']])}: "
+                        f"expected (1, {n}, 1)")
     return params
 
 
@@ -64,6 +69,15 @@ def load_anchors(path: str) -> np.ndarray:
         raise UserError(f"{path}: field 'head.anchors': expected an (N, 4) array of xyxy boxes, "
                         f"got shape {list(anchors.shape)}")
     return anchors.astype(np.float32)
+
+
+def decode_ltrb(rel: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+    """FCOS (torchvision's BoxLinearCoder, normalised by size): left, top, right, bottom
+    distances from each anchor's centre, in units of the anchor's width and height."""
+    d = rel.astype(np.float32)
+    w, h = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
+    cx, cy = 0.5 * (anchors[:, 0] + anchors[:, 2]), 0.5 * (anchors[:, 1] + anchors[:, 3])
+    return np.stack([cx - d[:, 0] * w, cy - d[:, 1] * h, cx + d[:, 2] * w, cy + d[:, 3] * h], 1)
 
 
 def decode_deltas(deltas: np.ndarray, anchors: np.ndarray, weights, order: str) -> np.ndarray:
@@ -100,18 +114,24 @@ def _decode(outputs: dict[str, np.ndarray], spec, score_threshold: float) -> lis
     anchors = load_anchors(p["anchors"])
     inp = spec.inputs[0]
     dets = []
-    for deltas, logits in zip(outputs[p["deltas"]], outputs[p["logits"]]):
-        boxes = decode_deltas(deltas.reshape(-1, 4), anchors, p["box_coder_weights"], p["delta_order"])
+    ctr = outputs[p["centerness"]] if p.get("centerness") else [None] * len(outputs[p["logits"]])
+    for deltas, logits, centerness in zip(outputs[p["deltas"]], outputs[p["logits"]], ctr):
+        deltas = deltas.reshape(-1, 4)
+        boxes = (decode_ltrb(deltas, anchors) if p["coder"] == "ltrb"
+                 else decode_deltas(deltas, anchors, p["box_coder_weights"], p["delta_order"]))
         # Clipped to the input, as torchvision's and TensorFlow's post-processing do.
         boxes = np.clip(boxes, 0, np.array([inp.width, inp.height, inp.width, inp.height], np.float32))
         scores = class_scores(logits.reshape(len(anchors), -1), p["activation"], p["background"])
+        if centerness is not None:   # FCOS: sqrt(class probability x centerness probability)
+            scores = np.sqrt(scores * (1.0 / (1.0 + np.exp(-centerness.reshape(-1, 1).astype(np.float32)))))
         dets.append(decode_boxes_scores(boxes, scores, "xyxy", score_threshold, head.iou_threshold,
                                         head.max_detections))
     return dets
 
 
 def _page_data(params: dict) -> dict:
-    return {"anchors_data": load_anchors(params["anchors"]).round(3).reshape(-1).tolist()}
+    # 1e-4 px is far below what a drawn box shows, and keeps models.json small.
+    return {"anchors_data": load_anchors(params["anchors"]).round(4).reshape(-1).tolist()}
 
 
 HEAD = HeadType(
@@ -122,6 +142,9 @@ HEAD = HeadType(
             Option("box_coder_weights", list, [1.0, 1.0, 1.0, 1.0],
                    "the box coder's weights (x, y, w, h): SSD 10, 10, 5, 5; RetinaNet 1, 1, 1, 1", item=float),
             Option("delta_order", str, "xywh", "the order of the four deltas", choices=("xywh", "yxhw")),
+            Option("coder", str, "deltas", "the box coder: SSD/RetinaNet/TF deltas, or FCOS's ltrb distances",
+                   choices=("deltas", "ltrb")),
+            Option("centerness", str, "", "the name of a centerness output (1, N, 1) (FCOS), if any"),
             Option("activation", str, "sigmoid", "how logits become scores", choices=("sigmoid", "softmax", "none")),
             Option("background", int, -1, "the logits column of the background class (-1: none)", minimum=-1)),
     validate=_validate, decode=_decode, complete=_complete, paths=("anchors",), page_data=_page_data,

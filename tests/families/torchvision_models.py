@@ -47,3 +47,18 @@ def retinanet(num_classes: int = 5, weights=None, weights_backbone=None) -> nn.M
                                      extra_blocks=LastLevelP6P7(256, 256))
     model = RetinaNet(backbone, num_classes, min_size=160, max_size=160)
     return _spread(model, model.head.classification_head, [model.head.regression_head.bbox_reg])
+
+
+def fcos(num_classes: int = 5, weights=None, weights_backbone=None) -> nn.Module:
+    """torchvision's FCOS (anchor-free: ltrb distances and centerness) on a small ResNet-18 FPN."""
+    from torchvision.models.detection import FCOS
+    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+    from torchvision.models.resnet import resnet18
+    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+    backbone = _resnet_fpn_extractor(resnet18(weights=weights_backbone), 5, returned_layers=[2, 3, 4],
+                                     extra_blocks=LastLevelP6P7(256, 256))
+    model = FCOS(backbone, num_classes, min_size=160, max_size=160)
+    model = _spread(model, model.head.classification_head, [model.head.regression_head.bbox_reg])
+    model.head.regression_head.bbox_reg.bias.data.fill_(1.0)   # boxes about anchor-sized, as once trained
+    return model

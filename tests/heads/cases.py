@@ -100,8 +100,29 @@ def anchors_case():
         ANCHORS = tempfile.NamedTemporaryFile(suffix=".npy", delete=False).name
     np.save(ANCHORS, anchors)
     spec = Spec("anchors", {"deltas": "deltas", "logits": "logits", "anchors": ANCHORS, "box_coder_weights": weights,
-                            "delta_order": "xywh", "activation": "softmax", "background": 0})
+                            "delta_order": "xywh", "coder": "deltas", "activation": "softmax", "background": 0})
     return spec, {"deltas": deltas[None], "logits": logits[None]}, scene()
+
+
+def fcos_case():
+    """FCOS-style: ltrb distances in anchor units, sigmoid logits, a centerness output; the
+    score is sqrt(class x centerness)."""
+    import tempfile
+
+    boxes, scores = _rows()
+    rng = np.random.default_rng(5)
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2 + rng.uniform(-2, 2, (len(boxes), 2)).astype(np.float32)
+    size = rng.uniform(8, 32, (len(boxes), 1)).astype(np.float32)
+    anchors = np.concatenate([centres - size / 2, centres + size / 2], 1)
+    rel = np.concatenate([centres - boxes[:, :2], boxes[:, 2:] - centres], 1) / size
+    centerness = np.full((len(boxes), 1), 20.0, np.float32)           # sigmoid ~ 1
+    logits = np.log(scores ** 2 / (1 - scores ** 2)).astype(np.float32)
+    path = tempfile.NamedTemporaryFile(suffix=".npy", delete=False).name
+    np.save(path, anchors.astype(np.float32))
+    spec = Spec("anchors", {"deltas": "rel", "logits": "logits", "centerness": "ctr", "anchors": path,
+                            "box_coder_weights": [1.0, 1.0, 1.0, 1.0], "delta_order": "xywh", "coder": "ltrb",
+                            "activation": "sigmoid", "background": -1})
+    return spec, {"rel": rel.astype(np.float32)[None], "logits": logits[None], "ctr": centerness[None]}, scene()
 
 
 def end2end():
@@ -124,4 +145,4 @@ def end2end():
 
 
 CASES = {"boxes_scores": boxes_scores, "boxes_scores_cxcywh": lambda: boxes_scores("cxcywh"), "yolo_v8": yolo_v8,
-         "yolo_v5": yolo_v5, "anchors": anchors_case, "end2end": end2end}
+         "yolo_v5": yolo_v5, "anchors": anchors_case, "anchors_fcos": fcos_case, "end2end": end2end}

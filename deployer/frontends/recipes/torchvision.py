@@ -1,4 +1,4 @@
-"""`torchvision`: SSD, SSDlite and RetinaNet from torchvision.models.detection, lowered as
+"""`torchvision`: SSD, SSDlite, RetinaNet and FCOS from torchvision.models.detection, lowered as
 backbone + head only. Their forward() resizes, normalises, decodes and runs NMS in Python
 (GeneralizedRCNNTransform, postprocess_detections), which neither exports nor belongs in a
 deployed graph: the spec's preprocessing does the first, the `anchors` head the rest, with
@@ -50,8 +50,14 @@ def build(model, spec):
 
     kind = type(model).__name__
     if not all(hasattr(model, a) for a in ("backbone", "head", "anchor_generator", "box_coder")):
-        raise UserError(f"{spec.path}: field 'source.recipe': the torchvision recipe takes SSD, SSDlite and "
-                        f"RetinaNet models (backbone, head, anchor generator, box coder); got {kind}")
+        raise UserError(f"{spec.path}: field 'source.recipe': the torchvision recipe takes SSD, SSDlite, "
+                        f"RetinaNet and FCOS models (backbone, head, anchor generator, box coder); got {kind}")
+    fcos = kind == "FCOS"
+    wanted = 3 if fcos else 2
+    if len(spec.outputs) != wanted:
+        names = "box regression, class logits" + (", centerness" if fcos else "")
+        raise UserError(f"{spec.path}: field 'outputs.names': the {kind} recipe gives {wanted} outputs ({names}), "
+                        f"the spec names {len(spec.outputs)}")
     _check_preprocess(model, spec)
 
     class BackboneAndHead(nn.Module):
@@ -62,6 +68,8 @@ def build(model, spec):
         def forward(self, images):
             features = list(self.backbone(images).values())
             out = self.head(features)
+            if fcos:
+                return out["bbox_regression"], out["cls_logits"], out["bbox_ctrness"]
             return out["bbox_regression"], out["cls_logits"]
 
     part = BackboneAndHead(model).eval()
@@ -71,6 +79,9 @@ def build(model, spec):
         features = list(model.backbone(dummy).values())
         anchors = model.anchor_generator(ImageList(dummy, [(inp.height, inp.width)]), features)[0]
     activation = "softmax" if "SSD" in kind else "sigmoid"
-    head = {"box_coder_weights": [float(w) for w in model.box_coder.weights], "activation": activation,
-            "background": 0, "delta_order": "xywh"}
+    head = {"activation": activation, "background": 0, "delta_order": "xywh"}
+    if fcos:   # BoxLinearCoder(normalize_by_size=True) and a centerness output
+        head.update({"coder": "ltrb", "centerness": spec.outputs[2]})
+    else:
+        head.update({"coder": "deltas", "box_coder_weights": [float(w) for w in model.box_coder.weights]})
     return part, head, anchors.numpy()

@@ -77,14 +77,21 @@ function anchors(out, head, ctx) {
   const [wx, wy, ww, wh] = head.box_coder_weights;
   const [ix, iy, iw, ih] = head.delta_order === "yxhw" ? [1, 0, 3, 2] : [0, 1, 2, 3];
   const boxes = new Float32Array(n * 4);
+  const clip = (v, hi) => Math.min(Math.max(v, 0), hi);   // to the input, as parity's decoder
   for (let i = 0; i < n; i++) {
     const aw = a[i * 4 + 2] - a[i * 4], ah = a[i * 4 + 3] - a[i * 4 + 1];
-    const cx = a[i * 4] + 0.5 * aw + d[i * 4 + ix] / wx * aw, cy = a[i * 4 + 1] + 0.5 * ah + d[i * 4 + iy] / wy * ah;
-    const w = Math.exp(Math.min(d[i * 4 + iw] / ww, XFORM_CLIP)) * aw, h = Math.exp(Math.min(d[i * 4 + ih] / wh, XFORM_CLIP)) * ah;
-    const clip = (v, hi) => Math.min(Math.max(v, 0), hi);   // to the input, as parity's decoder
-    boxes.set([clip(cx - 0.5 * w, ctx.width), clip(cy - 0.5 * h, ctx.height), clip(cx + 0.5 * w, ctx.width),
-               clip(cy + 0.5 * h, ctx.height)], i * 4);
+    const acx = a[i * 4] + 0.5 * aw, acy = a[i * 4 + 1] + 0.5 * ah;
+    let box;
+    if (head.coder === "ltrb") {   // FCOS: distances from the centre in units of the anchor's size
+      box = [acx - d[i * 4] * aw, acy - d[i * 4 + 1] * ah, acx + d[i * 4 + 2] * aw, acy + d[i * 4 + 3] * ah];
+    } else {
+      const cx = acx + d[i * 4 + ix] / wx * aw, cy = acy + d[i * 4 + iy] / wy * ah;
+      const w = Math.exp(Math.min(d[i * 4 + iw] / ww, XFORM_CLIP)) * aw, h = Math.exp(Math.min(d[i * 4 + ih] / wh, XFORM_CLIP)) * ah;
+      box = [cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h];
+    }
+    boxes.set([clip(box[0], ctx.width), clip(box[1], ctx.height), clip(box[2], ctx.width), clip(box[3], ctx.height)], i * 4);
   }
+  const ctr = head.centerness ? out[head.centerness].data : null;
   const bg = head.background, nc = width - (bg >= 0 ? 1 : 0);
   const scores = new Float32Array(n * nc);
   for (let i = 0; i < n; i++) {
@@ -96,6 +103,7 @@ function anchors(out, head, ctx) {
       p = e.map(x => x / s);
     }
     if (bg >= 0) p = p.filter((_, k) => k !== bg);
+    if (ctr) { const c = 1 / (1 + Math.exp(-ctr[i])); p = p.map(x => Math.sqrt(x * c)); }   // FCOS
     scores.set(p, i * nc);
   }
   return nmsDecode(boxes, scores, nc, head);
