@@ -7,7 +7,9 @@ for these facts instead of keeping its own list of backend names.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from deployer.options import Option
 
@@ -65,3 +67,17 @@ def custom(reference: str) -> Backend:
     through unchecked (deployer cannot know them), runtimes named by the profile."""
     return Backend(name=reference, build=reference, format="custom", precisions=("fp32", "fp16", "int8", "dynamic"),
                    runtimes=(), options=None, family="", summary="custom backend")
+
+
+# Beside a shared conversion's output: what the conversion rewrote so the converter could take
+# the model ([{"kind", "note", ...}]); every artifact built from it carries the notes.
+REPAIRS = "repairs.json"
+
+
+def write_repairs(folder: str | Path, repairs: list[dict]) -> None:
+    (Path(folder) / REPAIRS).write_text(json.dumps(repairs))
+
+
+def repair_notes(prebuilt: str | Path) -> list[str]:
+    path = Path(prebuilt) / REPAIRS
+    return [r["note"] for r in json.loads(path.read_text())] if path.is_file() else []

@@ -24,7 +24,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from deployer.backends.base import Backend
+from deployer.backends.base import Backend, repair_notes, write_repairs
 from deployer.errors import StageError, UserError
 from deployer.spec import ModelSpec
 
@@ -41,7 +41,6 @@ BACKEND = _SourceFamilyBackend(
     name="coreml", build="deployer.backends.coreml:build", format="mlpackage", precisions=("fp16", "int8"),
     runtimes=("coreml",), family="{source}", prebuild="deployer.backends.coreml:convert",
     summary="CoreML ML program (.mlpackage) converted from the source model: fp16, int8 weights")
-REPAIRS = "repairs.json"   # beside the prebuilt base.mlpackage: what the conversion rewrote
 
 
 def _image_input(ct, spec: ModelSpec):
@@ -199,7 +198,7 @@ def convert(onnx_path: str, spec: dict, options: dict, calibration: str, out_dir
     if repairs:
         meta["deployer.repairs"] = json.dumps(repairs)
     mlmodel.save(str(Path(out_dir) / "base.mlpackage"))
-    (Path(out_dir) / REPAIRS).write_text(json.dumps(repairs))
+    write_repairs(out_dir, repairs)
     return {"image_input": image_info, "repairs": repairs}
 
 
@@ -209,9 +208,7 @@ def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: st
     _block_tensorflow(model_spec)
     base = Path(prebuilt) / "base.mlpackage"
     path = Path(out_dir) / f"{stem}.mlpackage"
-    repairs = Path(prebuilt) / REPAIRS
-    notes = ["ML program computing in float16"]
-    notes += [r["note"] for r in (json.loads(repairs.read_text()) if repairs.is_file() else [])]
+    notes = ["ML program computing in float16", *repair_notes(prebuilt)]
     quant = None
     if precision == "int8":
         import coremltools as ct

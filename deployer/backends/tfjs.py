@@ -17,7 +17,7 @@ import tempfile
 import types
 from pathlib import Path
 
-from deployer.backends.base import Backend
+from deployer.backends.base import Backend, repair_notes
 from deployer.spec import ModelSpec
 
 QUANTIZATION = {"fp32": None, "fp16": {"float16": "*"}, "dynamic": {"uint8": "*"}}
@@ -58,7 +58,8 @@ def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: st
                                    "head": spec["head"], "precision": precision}})
     files = sorted(f"{stem}/{p.name}" for p in folder.iterdir())
     shards = sum(1 for f in files if f.endswith(".bin"))
-    notes = [f"TF.js graph model, {shards} weight shard(s) of at most {SHARD_BYTES // 1024} KiB"]
+    notes = [f"TF.js graph model, {shards} weight shard(s) of at most {SHARD_BYTES // 1024} KiB",
+             *repair_notes(prebuilt)]
     if precision != "fp32":
         notes.append(f"weights stored as {next(iter(QUANTIZATION[precision]))}, computed in float32")
     return {"path": f"{stem}/model.json", "files": files, "format": "tfjs-graph-model", "notes": notes}

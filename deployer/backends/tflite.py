@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deployer.backends.base import Backend, int8_options
+from deployer.backends.base import Backend, int8_options, repair_notes, write_repairs
 from deployer.errors import StageError
 from deployer.options import Option
 from deployer.quantize.feeds import calibration_array
@@ -44,12 +44,13 @@ BACKEND = Backend(
     summary="TFLite through onnx2tf: fp32, fp16, dynamic range, full-integer INT8")
 
 
-def _tile_as_concat(src: str, dst: Path) -> None:
+def _tile_as_concat(src: str, dst: Path) -> list[str]:
     """Copy an ONNX file, rewriting Tile ops that repeat one axis by a constant into Concat.
 
     onnx2tf 1.29 mis-converts 5-D Tile (tf2onnx writes Keras' nearest upsampling as
     Unsqueeze -> Tile -> Reshape): "Shape must be rank 5 but is rank 1". Concatenating
-    the copies along that axis is the same computation and converts cleanly.
+    the copies along that axis is the same computation and converts cleanly. Returns the
+    names of the nodes rewritten.
     """
     import onnx
     from onnx import helper, numpy_helper
@@ -59,11 +60,12 @@ def _tile_as_concat(src: str, dst: Path) -> None:
     for node in model.graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
             consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    nodes = []
+    nodes, rewritten = [], []
     for node in model.graph.node:
         reps = consts.get(node.input[1]) if node.op_type == "Tile" and len(node.input) > 1 else None
         if reps is not None and int((reps != 1).sum()) == 1:
             axis = int(np.flatnonzero(reps != 1)[0])
+            rewritten.append(node.name or node.output[0])
             nodes.append(helper.make_node("Concat", [node.input[0]] * int(reps[axis]), list(node.output),
                                           name=f"{node.name or node.output[0]}_as_concat", axis=axis))
         else:
@@ -71,6 +73,7 @@ def _tile_as_concat(src: str, dst: Path) -> None:
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     onnx.save(model, str(dst))
+    return rewritten
 
 
 @contextlib.contextmanager
@@ -92,7 +95,7 @@ def _no_keras_tflite():
         tf.lite.TFLiteConverter.from_keras_model = original
 
 
-def convert(onnx_path: str, spec: ModelSpec, calibration: str, workdir: Path, **kwargs) -> Path:
+def convert(onnx_path: str, spec: ModelSpec, calibration: str, workdir: Path, **kwargs) -> tuple[Path, list[dict]]:
     """Run onnx2tf in-process, offline; returns the folder it wrote (its SavedModel)."""
     import onnx2tf
     import onnx2tf.onnx2tf as onnx2tf_main
@@ -107,7 +110,10 @@ def convert(onnx_path: str, spec: ModelSpec, calibration: str, workdir: Path, **
     # onnx2tf writes its onnxsim result back over its input file: give it a private copy
     # so the shared intermediate (and its hash) never changes under the other backends.
     private = workdir / Path(onnx_path).name
-    _tile_as_concat(onnx_path, private)
+    tiles = _tile_as_concat(onnx_path, private)
+    repairs = [{"kind": "tile_as_concat", "nodes": tiles,
+                "note": f"repaired for onnx2tf: {len(tiles)} one-axis Tile op(s) rewritten as Concat "
+                        f"(the same computation; onnx2tf mis-converts 5-D Tile): {', '.join(tiles[:5])}"}] if tiles else []
     nhwc = [i.name for i in spec.inputs if i.layout == "NHWC"]
     if nhwc:  # already channels-last (a TensorFlow source): onnx2tf must not transpose it again
         kwargs.setdefault("keep_nwc_or_nhwc_or_ndhwc_input_names", nhwc)
@@ -123,7 +129,7 @@ def convert(onnx_path: str, spec: ModelSpec, calibration: str, workdir: Path, **
         op = getattr(node, "op", None) or getattr(node, "op_type", "?")   # an onnx-graphsurgeon Node
         raise StageError(f"onnx2tf cannot convert ONNX node '{node.name}' (op {op}): "
                          f"{_first_line(exc)}") from exc
-    return out
+    return out, repairs
 
 
 def _failing_node(exc: BaseException):
@@ -190,8 +196,10 @@ def convert_float(onnx_path: str, spec: dict, options: dict, calibration: str, o
     build and TF.js convert from the same SavedModel."""
     spec = ModelSpec.from_dict(spec)
     out = Path(out_dir)
-    _named_saved_model(convert(onnx_path, spec, calibration, out / "work"), spec, out / "saved_model")
+    converted, repairs = convert(onnx_path, spec, calibration, out / "work")
+    _named_saved_model(converted, spec, out / "saved_model")
     shutil.rmtree(out / "work", ignore_errors=True)
+    write_repairs(out, repairs)
     for precision, name in FLOAT_FILES.items():
         (out / name).write_bytes(_tflite(out / "saved_model", precision))
     return {"files": sorted(p.name for p in out.iterdir())}
@@ -205,7 +213,7 @@ def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: st
     inputs and outputs."""
     shared = Path(prebuilt)
     name = f"{stem}.tflite"
-    result = {"path": name, "files": [name], "format": "tflite", "notes": []}
+    result = {"path": name, "files": [name], "format": "tflite", "notes": repair_notes(shared)}
     if precision != "int8":
         shutil.copyfile(shared / FLOAT_FILES[precision], Path(out_dir) / name)
         if precision == "dynamic":

@@ -103,9 +103,12 @@ def load(spec: ModelSpec):
 
 def _recipe(spec: ModelSpec):
     """(deployable module, head fields, anchors) of a factory's model through its recipe."""
+    import torch
+
     from deployer.frontends.recipes import registry as recipes
     from deployer.registry import resolve
 
+    torch.manual_seed(0)   # as load() does for factories: every process builds the same model
     recipe = recipes()[spec.source.recipe]
     module = resolve(recipe.make)(_import_factory(spec), spec)
     if spec.source.weights:
@@ -187,7 +190,6 @@ def lower(spec: dict, out_path: str, source_sha256: str, toolchain: dict) -> dic
     out = Path(out_path)
     head = None
     if spec.source.recipe:
-        torch.manual_seed(0)   # as load() does
         model, head, anchors = _recipe(spec)
         form = "recipe"
         # The anchors live beside the ONNX file, named relative to its folder (the cache moves it).

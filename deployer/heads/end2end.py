@@ -1,7 +1,7 @@
 """`end2end`: models that output finished detections, NMS included: boxes (1, K, 4), scores
 (1, K), classes (1, K) and optionally a count (1,) or (1, 1) of the valid rows (the TF
 Object Detection API's `detection_boxes/detection_scores/detection_classes/num_detections`,
-ONNX graphs ending in NonMaxSuppression, deployer's own `nms = "graph"` artifacts).
+ONNX graphs ending in NonMaxSuppression).
 
 Decoding keeps the valid rows above the score threshold; no NMS of deployer's own, so
 parity compares what the model itself decided.
