@@ -147,20 +147,25 @@ def _export(model, form: str, spec: ModelSpec, dummy: tuple, out: Path) -> tuple
 
     names = dict(input_names=[i.name for i in spec.inputs], output_names=list(spec.outputs))
     note = ""
+    exporter = spec.source.exporter
+    if exporter == "auto" and spec.source.recipe:
+        from deployer.frontends.recipes import registry as recipes
+
+        exporter = recipes()[spec.source.recipe].exporter
     if form == "factory" and _holds_torchscript(model):
         # Neither exporter can follow a call into a ScriptModule held by a Python module ("not
         # part of the active trace"): trace the whole factory model into TorchScript first.
         with torch.no_grad():
             model = torch.jit.trace(model, dummy, check_trace=False)
         form, note = "torchscript", "the factory's module holds TorchScript: traced with torch.jit.trace first"
-    if form != "torchscript" and spec.source.exporter != "torchscript":  # dynamo cannot trace a ScriptModule
+    if form != "torchscript" and exporter != "torchscript":  # dynamo cannot trace a ScriptModule
         try:
             torch.onnx.export(model, dummy, str(out), opset_version=spec.source.opset, dynamo=True,
                               external_data=False, verbose=False, **names)
             return "dynamo", ""
         except Exception as exc:  # noqa: BLE001 - any dynamo failure falls back
             note = f"dynamo exporter failed ({type(exc).__name__}: {_first_line(exc)})"
-            if form == "exported_program" or spec.source.exporter == "dynamo":
+            if form == "exported_program" or exporter == "dynamo":
                 what = "the ExportedProgram" if form == "exported_program" else "the model (source.exporter = 'dynamo')"
                 raise UserError(f"{spec.source.path or spec.source.factory}: cannot lower {what} to ONNX: {note}") from None
     try:

@@ -20,6 +20,7 @@ class Recipe:
     # knows (JSON-able), the anchors array that lower() writes beside the ONNX file)
     build: str
     heads: tuple[str, ...]      # the head types its outputs feed
+    exporter: str = "auto"      # the torch ONNX exporter used when the spec leaves source.exporter at auto
     summary: str = ""
 
 
