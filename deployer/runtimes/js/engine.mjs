@@ -32,7 +32,7 @@ export async function loadModel(engine, lib, source) {
     const outputs = signature.outputs ? Object.entries(signature.outputs) : model.outputs.map(o => [o.name, o]);
     const inputs = signature.inputs ? Object.entries(signature.inputs) : model.inputs.map(i => [i.name, i]);
     return {
-      engine, model, lib,
+      engine, model, lib, source,
       inputNames: inputs.map(([key]) => key),
       inputNodes: inputs.map(([, info]) => info.name),
       inputShapes: inputs.map(([, info]) => (info.tensorShape ? info.tensorShape.dim.map(d => Number(d.size)) : info.shape)),
@@ -50,7 +50,25 @@ export async function disposeModel(handle) {
 }
 
 // inputs: {name: {data: Float32Array, shape: number[]}} -> {name: {data, shape}}
+// A kernel the TF.js wasm backend lacks (e.g. a FusedConv2D with a scalar bias) fails the run:
+// the cpu backend runs the model instead, and `handle.fallback` says why (it goes into the
+// manifest, or the demo page's status line). Every caller (Node, the Chromium harness, the
+// page) gets the same behaviour from here.
 export async function runModel(handle, lib, inputs) {
+  if (handle.engine === "tfjs" && lib.getBackend() === "wasm") {
+    try {
+      return await execute(handle, lib, inputs);
+    } catch (e) {
+      handle.model.dispose();
+      await lib.setBackend("cpu");
+      Object.assign(handle, await loadModel("tfjs", lib, handle.source));
+      handle.fallback = `wasm failed on this model: ${String(e).split("\n")[0]}`;
+    }
+  }
+  return execute(handle, lib, inputs);
+}
+
+async function execute(handle, lib, inputs) {
   if (handle.engine === "ort") {
     const feeds = {};
     for (const [name, t] of Object.entries(inputs)) feeds[name] = new lib.Tensor("float32", t.data, t.shape);

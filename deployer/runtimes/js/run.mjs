@@ -86,16 +86,9 @@ async function runInNode(engine, modelPath, inputs) {
     source = tfjsFileHandler(modelPath);
   }
   const t0 = Date.now();
-  let store;
-  try {
-    store = await runAll(await loadModel(engine, lib, source), lib, inputs);
-  } catch (e) {
-    // A kernel the wasm backend lacks: the cpu backend runs the model, and the manifest says why.
-    if (engine !== "tfjs" || chosen.backend !== "wasm") throw e;
-    await lib.setBackend("cpu");
-    chosen = { backend: "cpu", fallback: `wasm failed on this model: ${String(e).split("\n")[0]}` };
-    store = await runAll(await loadModel(engine, lib, source), lib, inputs);
-  }
+  const handle = await loadModel(engine, lib, source);
+  const store = await runAll(handle, lib, inputs);
+  if (handle.fallback) chosen = { backend: "cpu", fallback: handle.fallback };
   const version = engine === "ort" ? lib.env.versions?.web : lib.version?.tfjs;
   return { store, settings: { where: "node", node: process.version, engine, ...chosen, version, threads: 1,
                               seconds: (Date.now() - t0) / 1000 } };
@@ -158,7 +151,8 @@ async function runInChromium(engine, modelPath, inputsDir, browser) {
       const size = t.shape.reduce((a, c) => a * c, 1);
       store[name] = { shape: t.shape, parts: Array.from({ length: result.count }, (_, k) => all.subarray(k * size, (k + 1) * size)) };
     }
-    return { store, settings: { where: "chromium", browser: browser.version(), engine, ...info.backend,
+    const backend = result.fallback ? { backend: "cpu", fallback: result.fallback } : info.backend;
+    return { store, settings: { where: "chromium", browser: browser.version(), engine, ...backend,
                                 version: info.version, threads: 1, inference_ms_total: result.ms } };
   } finally {
     await page.close();

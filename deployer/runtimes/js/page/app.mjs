@@ -77,20 +77,10 @@ async function detect(src) {
   const { model: m, lib, handle } = current;
   const img = await loadImage(src);
   const { data, transform } = preprocess(img, config.preprocess, m.width, m.height, m.layout);
-  const feed = { [handle.inputNames[0]]: { data, shape: m.input_shape } };
-  let t0 = performance.now(), out;
-  try {
-    out = await runModel(handle, lib, feed);
-  } catch (e) {
-    // A kernel the wasm backend lacks: TF.js's cpu backend runs the model (as the Node runner does).
-    if (m.engine !== "tfjs" || current.backend !== "wasm") throw e;
-    await lib.setBackend("cpu");
-    current.backend = "cpu (wasm failed on this model)";
-    current.handle = await loadModel(m.engine, lib, m.url);
-    t0 = performance.now();
-    out = await runModel(current.handle, lib, feed);
-  }
+  const t0 = performance.now();
+  const out = await runModel(handle, lib, { [handle.inputNames[0]]: { data, shape: m.input_shape } });
   const ms = performance.now() - t0;
+  if (handle.fallback) current.backend = `cpu (${handle.fallback})`;
   // A TF.js graph model may name its outputs after graph tensors (Identity:0...): they come in
   // the spec's order, so the spec's names are given by position where they are missing.
   const values = Object.values(out);
