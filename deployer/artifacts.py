@@ -32,9 +32,7 @@ def _prebuilt(prep: Prepared, spec: ModelSpec, plan: ArtifactPlan, backend: Back
     def shared():
         start = time.perf_counter()
         hit, reused = prep.cache.cached("prebuild", key, make)
-        if reused:
-            prep.stages.progress.stage(target, "", step, "reused")
-        prep.add_step(step, start, reused)
+        prep.add_step(target, step, start, reused)
         return hit
 
     return str(prep.once(key, shared).folder)

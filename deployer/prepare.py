@@ -42,7 +42,7 @@ class Prepared:
     stages: Stages
     cache: Cache
     keys: dict                       # content keys of the shared inputs: onnx, eval, calib, reference
-    steps: list = field(default_factory=list)   # [{step, seconds, reused}] of the preparation
+    steps: list = field(default_factory=list)   # [{step, seconds, reused}] of the shared steps
     _once: dict = field(default_factory=dict)
     _once_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -51,10 +51,11 @@ class Prepared:
         """The source model's output shapes: what every runtime's outputs must come back as."""
         return {o["name"]: o["shape"] for o in self.onnx_info["outputs"]}
 
-    def add_step(self, step: str, start: float, reused: bool) -> None:
-        """Record a shared step (one made for several artifacts) for the manifest."""
+    def add_step(self, target: str, step: str, start: float, reused: bool) -> None:
+        """Record a shared step (the preparation's, or one made for several artifacts) for the
+        manifest, and show a reused one."""
         with self._once_lock:
-            self.steps.append({"step": step, "seconds": round(time.perf_counter() - start, 2), "reused": reused})
+            record_step(self.steps, self.stages.progress, target, step, start, reused)
 
     def once(self, key: str, make: Callable):
         """`make()` once per key for the whole build, whichever thread asks first; the others
@@ -104,16 +105,11 @@ def _head_files_key(spec: ModelSpec) -> str:
     return hashlib.sha256("".join(sha256_of(f) for f in files).encode()).hexdigest()[:16]
 
 
-class _Steps:
-    """Times and reuse of the preparation's steps, for the manifest."""
-
-    def __init__(self, progress):
-        self.rows, self.progress = [], progress
-
-    def add(self, step: str, start: float, reused: bool) -> None:
-        if reused:
-            self.progress.stage("", "", step, "reused")
-        self.rows.append({"step": step, "seconds": round(time.perf_counter() - start, 2), "reused": reused})
+def record_step(rows: list, progress, target: str, step: str, start: float, reused: bool) -> None:
+    """A step's wall time and reuse for the manifest; a reused one is shown as such."""
+    if reused:
+        progress.stage(target, "", step, "reused")
+    rows.append({"step": step, "seconds": round(time.perf_counter() - start, 2), "reused": reused})
 
 
 def prepare(spec: ModelSpec, opts: BuildOptions, calibration: str = "", evaluation: str = "", pool=None,
@@ -127,7 +123,7 @@ def prepare(spec: ModelSpec, opts: BuildOptions, calibration: str = "", evaluati
     cache = Cache(work / "cache", read=opts.use_cache)
     frontend = frontends()[spec.source.kind]
     src_sha = source_sha256(spec)
-    steps = _Steps(opts.progress)
+    steps: list[dict] = []
 
     start = time.perf_counter()
     # The lowering depends on the source, inputs and outputs, not on the data or the head.
@@ -139,7 +135,7 @@ def prepare(spec: ModelSpec, opts: BuildOptions, calibration: str = "", evaluati
                           out_path=str(folder / "model.onnx"), source_sha256=src_sha, toolchain=toolchain.versions()).value
 
     lowered, reused = cache.cached("lower", lower_key, lower)
-    steps.add("lower", start, reused)
+    record_step(steps, opts.progress, "", "lower", start, reused)
     complete_head(spec, lowered.value, lowered.folder)
 
     start = time.perf_counter()
@@ -149,7 +145,7 @@ def prepare(spec: ModelSpec, opts: BuildOptions, calibration: str = "", evaluati
     evalset = prepare_inputs(eval_data, spec, spec.data.evaluation_images, eval_inputs, with_labels=True)
     prepare_inputs(calib_data, spec, spec.data.calibration_images, calib_inputs, with_labels=False)
     keys = {"onnx": lower_key, "eval": sha256_of(eval_inputs)[:16], "calib": sha256_of(calib_inputs)[:16]}
-    steps.add("inputs", start, False)
+    record_step(steps, opts.progress, "", "inputs", start, False)
 
     def run_reference(folder: Path) -> dict:
         ran = stages.run(stage_names.RUN_INPUTS, ("", "", "reference"), runtime(frontend.reference_runtime).family,
@@ -165,6 +161,6 @@ def prepare(spec: ModelSpec, opts: BuildOptions, calibration: str = "", evaluati
                                   spec.head.to_dict(), _head_files_key(spec))
     ref, reused = cache.cached("reference", keys["reference"], run_reference)
     files = Reference.files_in(ref.folder)
-    steps.add("reference", start, reused)
+    record_step(steps, opts.progress, "", "reference", start, reused)
     return Prepared(model_dir, work, lowered.folder / "model.onnx", lowered.value, eval_inputs, calib_inputs,
-                    Reference.load(files), files, evalset, src_sha, stages, cache, keys, steps.rows)
+                    Reference.load(files), files, evalset, src_sha, stages, cache, keys, steps)
