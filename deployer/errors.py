@@ -10,6 +10,18 @@ cannot execute this artifact here (an op its interpreter lacks): that run is
 Anything else raised in deployer's own code is a bug and surfaces as one.
 """
 
+import re
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """A third-party exception's first non-empty line for a message: without the terminal
+    colour codes some libraries put in (torch's exporter), the type's name when it has no
+    text, at most `limit` characters."""
+    lines = [line.strip() for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:limit]
+
 
 class DeployerError(Exception):
     """Base class of every error deployer raises on purpose."""

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from deployer.backends.base import Backend, int8_options
+from deployer.errors import first_line
 from deployer.options import Option
 from deployer.quantize.feeds import calibration_batches
 from deployer.spec import ModelSpec
@@ -116,4 +117,4 @@ def unsupported_ops(path: str, ops: dict) -> list[str]:
         ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         return []
     except Exception as exc:  # noqa: BLE001 - the session's message names the op
-        return [str(exc).splitlines()[0][:200]]
+        return [first_line(exc, 200)]

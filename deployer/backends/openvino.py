@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from deployer.backends.base import Backend, int8_options
+from deployer.errors import first_line
 from deployer.quantize.feeds import calibration_batches
 from deployer.spec import ModelSpec
 
@@ -113,6 +114,6 @@ def unsupported_ops(path: str, ops: dict) -> list[str]:
     try:
         model = core.read_model(path)
     except Exception as exc:  # noqa: BLE001 - the frontend's message names the op
-        return [str(exc).splitlines()[0][:200]]
+        return [first_line(exc, 200)]
     supported = core.query_model(model, "CPU")
     return sorted({op.get_type_name() for op in model.get_ops() if op.get_friendly_name() not in supported})

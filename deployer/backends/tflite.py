@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from deployer.backends.base import Backend, int8_options, repair_notes, write_repairs
-from deployer.errors import StageError
+from deployer.errors import StageError, first_line
 from deployer.options import Option
 from deployer.quantize.feeds import calibration_array
 from deployer.spec import ModelSpec
@@ -128,7 +128,7 @@ def convert(onnx_path: str, spec: ModelSpec, calibration: str, workdir: Path, **
             raise
         op = getattr(node, "op", None) or getattr(node, "op_type", "?")   # an onnx-graphsurgeon Node
         raise StageError(f"onnx2tf cannot convert ONNX node '{node.name}' (op {op}): "
-                         f"{_first_line(exc)}") from exc
+                         f"{_with_detail(exc)}") from exc
     return out, repairs
 
 
@@ -143,10 +143,12 @@ def _failing_node(exc: BaseException):
     return node
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    detail = next((line for line in lines[1:] if "expected" in line or "Can not" in line or "cannot" in line), "")
-    return (lines[0] if lines else type(exc).__name__)[:200] + (f" ({detail.strip()[:300]})" if detail else "")
+def _with_detail(exc: BaseException) -> str:
+    """The first line of a TensorFlow error, and the line below it that says what was wrong
+    (TF puts the layer first and the reason a few lines down)."""
+    lines = str(exc).splitlines()[1:]
+    detail = next((line for line in lines if "expected" in line or "Can not" in line or "cannot" in line), "")
+    return first_line(exc, 200) + (f" ({detail.strip()[:300]})" if detail else "")
 
 
 def _named_saved_model(onnx2tf_dir: Path, spec: ModelSpec, out: Path) -> None:

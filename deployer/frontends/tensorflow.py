@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deployer.errors import UserError
+from deployer.errors import UserError, first_line
 from deployer.frontends.base import Frontend
 from deployer.runtimes.base import Runner, Runtime, Tensor
 from deployer.spec import ModelSpec
@@ -48,7 +48,7 @@ def load(spec: ModelSpec):
         try:
             loaded = tf.saved_model.load(str(path))
         except Exception as exc:  # noqa: BLE001 - TF raises many types for a bad folder
-            raise UserError(f"{path}: cannot load as a TensorFlow SavedModel: {str(exc).splitlines()[0]}") from None
+            raise UserError(f"{path}: cannot load as a TensorFlow SavedModel: {first_line(exc)}") from None
         fn = loaded.signatures.get("serving_default")
         if fn is None:
             raise UserError(f"{path}: the SavedModel has no 'serving_default' signature")
@@ -66,7 +66,7 @@ def load(spec: ModelSpec):
     try:
         model = keras.saving.load_model(str(path), compile=False)
     except Exception as exc:  # noqa: BLE001
-        raise UserError(f"{path}: cannot load the Keras model: {str(exc).splitlines()[0]} "
+        raise UserError(f"{path}: cannot load the Keras model: {first_line(exc)} "
                         "(custom layers: list their modules in source.imports)") from None
     return (lambda *xs: model(*xs, training=False)), "keras"
 

@@ -7,14 +7,13 @@ Runs in a worker process (imports torch).
 from __future__ import annotations
 
 import importlib
-import re
 import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from deployer.errors import UserError
+from deployer.errors import UserError, first_line
 from deployer.frontends.base import Frontend
 from deployer.runtimes.base import THREADS, Runner, Runtime, Tensor
 from deployer.spec import ModelSpec
@@ -49,7 +48,7 @@ def _load_weights(model, spec: ModelSpec) -> None:
         state = torch.load(spec.source.weights, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickle, zip and unsafe-global errors all mean "bad file"
         raise UserError(f"{spec.source.weights}: cannot load weights with torch.load(weights_only=True): "
-                        f"{str(exc).splitlines()[0]}") from None
+                        f"{first_line(exc)}") from None
     if isinstance(state, dict) and not all(isinstance(v, torch.Tensor) for v in state.values()):
         state = state.get("state_dict", state.get("model", state))
     if not isinstance(state, dict):
@@ -90,7 +89,7 @@ def load(spec: ModelSpec):
         try:
             program = torch.export.load(str(path))
         except Exception as exc:  # noqa: BLE001
-            raise UserError(f"{path}: cannot load as a torch.export ExportedProgram: {str(exc).splitlines()[0]}") from None
+            raise UserError(f"{path}: cannot load as a torch.export ExportedProgram: {first_line(exc)}") from None
         return program, "exported_program"
     if not _is_torchscript(path):
         raise UserError(f"{path}: not a TorchScript archive or a .pt2 ExportedProgram; a pickled nn.Module "
@@ -98,7 +97,7 @@ def load(spec: ModelSpec):
     try:
         return torch.jit.load(str(path), map_location="cpu").eval(), "torchscript"
     except Exception as exc:  # noqa: BLE001
-        raise UserError(f"{path}: cannot load TorchScript: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"{path}: cannot load TorchScript: {first_line(exc)}") from None
 
 
 def _recipe(spec: ModelSpec):
@@ -164,7 +163,7 @@ def _export(model, form: str, spec: ModelSpec, dummy: tuple, out: Path) -> tuple
                               external_data=False, verbose=False, **names)
             return "dynamo", ""
         except Exception as exc:  # noqa: BLE001 - any dynamo failure falls back
-            note = f"dynamo exporter failed ({type(exc).__name__}: {_first_line(exc)})"
+            note = f"dynamo exporter failed ({type(exc).__name__}: {first_line(exc)})"
             if form == "exported_program" or exporter == "dynamo":
                 what = "the ExportedProgram" if form == "exported_program" else "the model (source.exporter = 'dynamo')"
                 raise UserError(f"{spec.source.path or spec.source.factory}: cannot lower {what} to ONNX: {note}") from None
@@ -175,13 +174,8 @@ def _export(model, form: str, spec: ModelSpec, dummy: tuple, out: Path) -> tuple
     except Exception as exc:  # noqa: BLE001 - the model cannot be lowered: say so with both exporters' reasons
         where = spec.source.path or spec.source.factory
         raise UserError(f"{where}: cannot lower to ONNX: the TorchScript exporter failed "
-                        f"({type(exc).__name__}: {_first_line(exc)})" + (f"; {note}" if note else "")) from None
+                        f"({type(exc).__name__}: {first_line(exc)})" + (f"; {note}" if note else "")) from None
     return "torchscript", note
-
-
-def _first_line(exc: Exception) -> str:
-    """An exporter error's first line, without the terminal colour codes torch puts in it."""
-    return re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()[0][:300] if str(exc).strip() else ""
 
 
 def lower(spec: dict, out_path: str, source_sha256: str, toolchain: dict) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import onnx
 
-from deployer.errors import UserError
+from deployer.errors import UserError, first_line
 
 
 def load_checked(path: str | Path) -> onnx.ModelProto:
@@ -23,8 +23,7 @@ def load_checked(path: str | Path) -> onnx.ModelProto:
         model = onnx.load(str(path))
         onnx.checker.check_model(str(path))
     except Exception as exc:  # noqa: BLE001 - protobuf and checker raise many types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: not a valid ONNX model ({first}); re-export it or check the file "
+        raise UserError(f"{path}: not a valid ONNX model ({first_line(exc)}); re-export it or check the file "
                         "was copied whole") from None
     return model
 

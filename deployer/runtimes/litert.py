@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from deployer.errors import first_line
 from deployer.runtimes.base import THREADS, Runner, Runtime, Tensor
 
 RUNTIMES = (Runtime("litert", "deployer.runtimes.litert:LiteRTRunner", accepts=("tflite",), settings=(THREADS,),
@@ -41,7 +42,7 @@ class LiteRTRunner(Runner):
             # (an app with the default delegate would hit the same refusal: the run says so).
             self.interpreter = Interpreter(model_path=self.artifact, num_threads=threads,
                                            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-            delegate = f"builtin kernels (XNNPACK failed to prepare: {str(exc).splitlines()[0][:160]})"
+            delegate = f"builtin kernels (XNNPACK failed to prepare: {first_line(exc, 160)})"
         signatures = self.interpreter.get_signature_list()
         if signatures:
             self.runner = self.interpreter.get_signature_runner(next(iter(signatures)))
