@@ -6,7 +6,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
-from deployer import backends, runtimes
+from deployer import backends, graph_nms, runtimes
 from deployer import stages as stage_names
 from deployer.errors import UserError
 from deployer.hashing import artifact_sha256
@@ -68,7 +68,13 @@ def _verify_all(model_dir: Path, manifest: dict, spec, prep) -> None:
             entry["parity"] = {"runtime": plan.runtime, "verdict": "fail",
                                "reasons": [f"{artifact}: missing or changed since it was built (sha256 differs)"]}
             continue
-        entry["parity"], _ = verify_artifact(prep, spec, plan, artifact, entry["sha256"], entry["target"], rerun=True)
+        made, error = attempt(lambda: graph_nms.for_plan(prep, spec, plan, entry["target"]))
+        if error:
+            entry["parity"] = {"runtime": plan.runtime, "verdict": "fail", "reasons": [error]}
+            continue
+        own_prep, own_spec, _ = made
+        entry["parity"], _ = verify_artifact(own_prep, own_spec, plan, artifact, entry["sha256"], entry["target"],
+                                             rerun=True)
 
 
 def bench(model_dir: Path, manifest: dict, opts: BuildOptions, runs: int = 50, warmup: int = 10) -> dict:
@@ -92,7 +98,8 @@ def _bench_all(model_dir: Path, manifest: dict, spec, stages, inputs: Path, runs
     for entry, plan in built_artifacts(model_dir, manifest):
         result, error = attempt(lambda: stages.run(
             stage_names.BENCH, (entry["target"], plan.key, "bench"), runtimes.get(plan.runtime).family,
-            runtime=plan.runtime, artifact=str(model_dir / entry["path"]), spec=spec.to_dict(), inputs=str(inputs),
+            runtime=plan.runtime, artifact=str(model_dir / entry["path"]),
+            spec=(graph_nms.derived_spec(spec) if graph_nms.wanted(plan, spec) else spec).to_dict(), inputs=str(inputs),
             settings=plan.runtime_settings, warmup=warmup, runs=runs))
         if error:
             entry["bench"] = {"error": error}
@@ -121,11 +128,15 @@ def _layers_all(model_dir: Path, manifest: dict, spec, prep, threshold_db: float
             entry["layers"] = {"available": False,
                                "reason": f"{plan.backend} artifacts do not keep the ONNX tensor names"}
             continue
-        rows, error = attempt(lambda: prep.stages.run(
-            stage_names.LAYER_ERRORS, (entry["target"], plan.key, "layer analysis"),
-            backend.family_for(spec.source.kind), float_onnx=str(prep.onnx_path),
-            artifact=str(model_dir / entry["path"]), backend=plan.backend, spec=spec.to_dict(),
-            inputs=str(prep.eval_inputs), count=images))
+        def analyse():
+            own_prep, own_spec, _ = graph_nms.for_plan(prep, spec, plan, entry["target"])
+            return own_prep.stages.run(
+                stage_names.LAYER_ERRORS, (entry["target"], plan.key, "layer analysis"),
+                backend.family_for(own_spec.source.kind), float_onnx=str(own_prep.onnx_path),
+                artifact=str(model_dir / entry["path"]), backend=plan.backend, spec=own_spec.to_dict(),
+                inputs=str(own_prep.eval_inputs), count=images)
+
+        rows, error = attempt(analyse)
         if error:
             entry["layers"] = {"available": False, "reason": error}
             continue

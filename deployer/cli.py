@@ -84,11 +84,22 @@ def cmd_build(args) -> int:
                             progress=progress)
         manifest = pipeline.build(spec, profiles, opts, calibration=args.calib or "", evaluation=args.eval or "")
     print_report(manifest, names, console)
+    _print_lint(manifest.get("int8_lint"), console)
     reused = sum(s["reused"] for s in _steps(manifest, names))
     console.print(f"built in {manifest['build_seconds']:.1f} s ({reused} of {len(_steps(manifest, names))} stages "
                   f"reused from the cache)")
     console.print(f"manifest: {Path(args.out) / spec.name / 'manifest.json'}")
     return _status(pipeline, manifest, names, args.allow_unverified, console)
+
+
+def _print_lint(found, console) -> None:
+    """The INT8 lint's findings, one line each (the manifest's `int8_lint` has them all)."""
+    if isinstance(found, dict):
+        console.print(f"INT8 lint could not run: {found['error'].splitlines()[0]}")
+        return
+    for f in found or []:
+        console.print(f"INT8 lint: node '{f['node']}' ({f['op']}) {f['issue']}; {f['action']}",
+                      markup=False, highlight=False)
 
 
 def cmd_verify(args) -> int:
@@ -143,6 +154,9 @@ def cmd_inspect(args) -> int:
         raise UserError(f"{path}: file not found")
     with tempfile.TemporaryDirectory() as tmp:
         info = stages.Stages(Path(tmp)).run(stages.INSPECT, ("", "", "inspect"), path=str(path.resolve())).value
+        if args.int8:
+            info["int8_lint"] = stages.Stages(Path(tmp)).run(stages.INT8_LINT, ("", "", "int8 lint"),
+                                                             onnx_path=str(path.resolve())).value
     if args.json:
         print(json.dumps(info, indent=2))
         return EXIT_OK
@@ -157,6 +171,10 @@ def cmd_inspect(args) -> int:
         console.print(f"  {backend:9} {state}")
     if info["metadata"]:
         console.print("  metadata: " + ", ".join(sorted(info["metadata"])))
+    if args.int8:
+        _print_lint(info["int8_lint"], console)
+        console.print(f"INT8 lint: {len(info['int8_lint'])} finding(s) from the graph; a build also checks the "
+                      "ranges of concatenated tensors on its calibration images")
     return EXIT_OK
 
 
@@ -257,6 +275,7 @@ def make_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="inputs, outputs and ops of an ONNX model, and backend support")
     i.add_argument("model")
     i.add_argument("--json", action="store_true")
+    i.add_argument("--int8", action="store_true", help="also lint the graph for int8 quantization")
     i.set_defaults(func=cmd_inspect)
 
     d = sub.add_parser("data", help="synthesise, convert and describe datasets")

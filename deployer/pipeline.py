@@ -10,12 +10,14 @@ own; the worker pool runs at most `jobs` stages at once, in warm workers per fra
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from deployer import __version__, backends, runtimes, toolchain
+from deployer import __version__, backends, graph_nms, runtimes, toolchain
+from deployer import stages as stage_names
 from deployer.artifacts import build_and_verify
 from deployer.parity.compare import detects
 from deployer.parity.page import check_demo_page
@@ -23,7 +25,7 @@ from deployer.prepare import Prepared, prepare
 from deployer.quantize import fallback
 from deployer.report.manifest import build_record, load_manifest, merge_manifest, write_manifest
 from deployer.spec import ArtifactPlan, ModelSpec, TargetProfile
-from deployer.stages import BuildOptions, thread_env
+from deployer.stages import BuildOptions, attempt, thread_env
 from deployer.staging import land, new_staging
 from deployer.worker import WorkerPool
 
@@ -34,6 +36,16 @@ def build_artifact(prep: Prepared, spec: ModelSpec, target: str, plan: ArtifactP
         head["verify"] = plan.verify
     if plan.variant:
         head["variant"] = plan.variant
+    if graph_nms.wanted(plan, spec):
+        head["nms"] = "graph"
+    made, error = attempt(lambda: graph_nms.for_plan(prep, spec, plan, target))
+    if error:
+        prep.stages.progress.verdict(target, plan.key, "failed", error.splitlines()[0][:120])
+        return {**head, "status": "failed", "error": error}
+    prep, spec, added = made
+    if added and plan.precision == "int8" and backends.get(plan.backend).keeps_float:
+        # The decoding and NMS stay float: boxes in pixels and probabilities share no int8 scale.
+        plan = dataclasses.replace(plan, options={**plan.options, "exclude": [*plan.options.get("exclude", []), *added]})
     entry = build_and_verify(prep, spec, target, plan, staging, plan.options, after)
     if (entry["status"] == "built" and entry["parity"]["verdict"] == "fail" and plan.precision == "int8"
             and backends.get(plan.backend).keeps_float and "outputs" in entry["parity"]):  # measured, not crashed
@@ -56,8 +68,12 @@ def finish_target(prep: Prepared, spec: ModelSpec, profile: TargetProfile, stagi
     d = spec.to_dict()
     (staging / "deployer.json").write_text(json.dumps({
         "model": spec.name, "labels": spec.labels, "inputs": d["inputs"], "preprocess": d["preprocess"],
-        "head": d["head"], "artifacts": [{k: e[k] for k in ("backend", "precision", "path") if k in e}
-                                         for e in entries]}, indent=2))
+        "head": d["head"], "artifacts": [{**{k: e[k] for k in ("backend", "precision", "path") if k in e},
+                                          **({"outputs": list(graph_nms.OUTPUTS),
+                                              "head": graph_nms.derived_spec(
+                                                  spec, best_class=backends.get(e["backend"]).graph_nms_best_class
+                                              ).head.to_dict()}
+                                             if e.get("nms") == "graph" else {})} for e in entries]}, indent=2))
     kept = land(staging, prep.model_dir, profile.name, ok, entries)
     status = {"status": "built" if ok else "failed", "profile": profile.path, "kept_previous_build": kept}
     if page is not None:
@@ -69,6 +85,7 @@ def finish_target(prep: Prepared, spec: ModelSpec, profile: TargetProfile, stagi
 def build(spec: ModelSpec, profiles: list[TargetProfile], opts: BuildOptions, calibration: str = "",
           evaluation: str = "", on_target_done=None) -> dict:
     start = time.perf_counter()
+    graph_nms.check_plans(spec, profiles)
     pool = WorkerPool(opts.jobs, opts.out / spec.name / ".work" / "logs",
                       {**thread_env(opts.jobs), **opts.worker_env}, runtimes.spread_families())
     stagings = {}
@@ -76,6 +93,7 @@ def build(spec: ModelSpec, profiles: list[TargetProfile], opts: BuildOptions, ca
         prep = prepare(spec, opts, calibration, evaluation, pool,
                        warm_up=lambda: pool.prewarm(_families(spec, profiles), opts.timeout))
         stagings = {p.name: new_staging(prep.model_dir, p.name) for p in profiles}
+        lint = int8_lint(prep, spec) if any(a.precision == "int8" for p in profiles for a in p.artifacts) else None
         # A thread per artifact and per target, each waiting on its own stages: the pool bounds
         # the work, and a target lands as soon as its own artifacts are done.
         artifacts = sum(len(p.artifacts) for p in profiles)
@@ -98,9 +116,26 @@ def build(spec: ModelSpec, profiles: list[TargetProfile], opts: BuildOptions, ca
         for staging in stagings.values():
             shutil.rmtree(staging, ignore_errors=True)
     record = build_record(spec, prep, toolchain.versions(), __version__, time.perf_counter() - start)
+    if lint is not None:
+        record["int8_lint"] = lint
     manifest = merge_manifest(load_manifest(prep.model_dir), record, results)
     write_manifest(prep.model_dir, manifest)
     return manifest
+
+
+def int8_lint(prep: Prepared, spec: ModelSpec) -> list[dict] | dict:
+    """The INT8 lint of the lowered model on the calibration images, once per build (cached):
+    its findings, or {"error": ...} when it could not run (it never fails a build)."""
+    key = prep.cache.key("lint", stage_names.INT8_LINT, prep.keys["onnx"], prep.keys["calib"])
+    start = time.perf_counter()
+    found, error = attempt(lambda: prep.cache.cached("lint", key, lambda folder: prep.stages.run(
+        stage_names.INT8_LINT, ("", "", "int8 lint"), "onnx", -50, onnx_path=str(prep.onnx_path),
+        inputs=str(prep.calib_inputs), names=[i.name for i in spec.inputs]).value))
+    if error:
+        return {"error": error}
+    hit, reused = found
+    prep.add_step("", "int8 lint", start, reused)
+    return hit.value
 
 
 def _families(spec: ModelSpec, profiles: list[TargetProfile]) -> list[tuple[str, tuple[str, ...]]]:

@@ -99,7 +99,7 @@ def complete_head(spec: ModelSpec, lowered: dict, folder: Path) -> None:
             raise UserError(f"{spec.path}: {exc}") from None
 
 
-def _head_files_key(spec: ModelSpec) -> str:
+def head_files_key(spec: ModelSpec) -> str:
     """The content of the files the head reads (anchors): a changed file re-decodes."""
     files = [spec.head.params[k] for k in heads()[spec.head.type].paths if spec.head.params.get(k)]
     return hashlib.sha256("".join(sha256_of(f) for f in files).encode()).hexdigest()[:16]
@@ -126,8 +126,10 @@ def prepare(spec: ModelSpec, opts: BuildOptions, calibration: str = "", evaluati
     steps: list[dict] = []
 
     start = time.perf_counter()
-    # The lowering depends on the source, inputs and outputs, not on the data or the head.
-    lower_key = cache.key("lower", src_sha, {k: v for k, v in spec.to_dict().items() if k not in ("data", "head")})
+    # The lowering depends on the source, inputs and outputs, not on the data or the head, except
+    # through a recipe (a two-stage model's detections per image are the head's max_detections).
+    kept = ("data",) if spec.source.recipe else ("data", "head")
+    lower_key = cache.key("lower", src_sha, {k: v for k, v in spec.to_dict().items() if k not in kept})
     def lower(folder: Path) -> dict:
         if warm_up:
             warm_up()
@@ -158,7 +160,7 @@ def prepare(spec: ModelSpec, opts: BuildOptions, calibration: str = "", evaluati
 
     start = time.perf_counter()
     keys["reference"] = cache.key("reference", lower_key, keys["eval"], _truth_key(evalset), frontend.reference_runtime,
-                                  spec.head.to_dict(), _head_files_key(spec))
+                                  spec.head.to_dict(), head_files_key(spec))
     ref, reused = cache.cached("reference", keys["reference"], run_reference)
     files = Reference.files_in(ref.folder)
     record_step(steps, opts.progress, "", "reference", start, reused)

@@ -32,6 +32,16 @@ DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
 # so they are never left unverified for want of a threshold.
 RAW_HEAD_THRESHOLDS: dict[str, dict[str, float]] = {"int8": {"min_snr_db": 15.0}}
 VERIFY_MODES = ("required", "optional")
+NMS_MODES = ("none", "graph")   # where NMS runs: in deployer's decoder (and the app), or in the artifact
+# An artifact with NMS in its graph outputs finished detections, which have no tensor to
+# compare with the source's raw outputs: it is judged by detection agreement instead, by
+# precision (agreement mAP@0.5:0.95 for float artifacts, the usual INT8 gate for int8 ones).
+GRAPH_NMS_THRESHOLDS: dict[str, dict[str, float]] = {
+    "fp32": {"min_agreement_map50_95": 0.99},
+    "fp16": {"min_agreement_map50_95": 0.97},
+    "dynamic": {"min_agreement_map50_95": 0.95},
+    "int8": {"min_agreement_map50": 0.90, "max_map50_drop": 1.0},
+}
 THRESHOLD_KEYS = ("min_cosine", "min_snr_db", "max_abs", "min_agreement_map50",
                   "min_agreement_map50_95", "max_map50_drop")
 
@@ -143,9 +153,10 @@ class Head:
     score_threshold: float = 0.25
     iou_threshold: float = 0.5
     max_detections: int = 100
+    nms: str = "none"              # "graph": every artifact gets NMS in its graph (a profile may say per artifact)
     params: dict = field(default_factory=dict)   # the head type's fields (boxes_scores: boxes, scores, ...)
 
-    COMMON = ("type", "score_threshold", "iou_threshold", "max_detections")
+    COMMON = ("type", "score_threshold", "iou_threshold", "max_detections", "nms")
 
     def to_dict(self) -> dict:
         """Flat, as written in the spec (and read by the demo page and apps)."""
@@ -291,6 +302,10 @@ def load_model_spec(path: str | Path) -> ModelSpec:
         raise pre.fail("std", "positive scale and std values", preprocess.std)
 
     head = _read_head(Reader(path, top.get("head", dict, "a [head] table", {}), "head."), outputs, labels)
+    if head.type == "anchors" and not head.params.get("anchors") and not source.recipe:
+        raise UserError(f"{path}: field 'head.anchors': an anchors head needs the anchors: a .npy file of (N, 4) "
+                        "xyxy boxes in input pixels, or a source recipe that writes them (source.recipe = "
+                        "'torchvision')")
     if source.recipe and head.type not in recipes()[source.recipe].heads:
         wanted = " or ".join(f"'{h}'" for h in recipes()[source.recipe].heads)
         raise UserError(f"{path}: field 'head.type': the '{source.recipe}' recipe's outputs need head.type = "
@@ -343,7 +358,8 @@ def _read_head(hd: Reader, outputs: list[str], labels: list[str]) -> Head:
     head = Head(type=kind,
                 score_threshold=hd.get("score_threshold", float, "a number in 0..1", 0.25),
                 iou_threshold=hd.get("iou_threshold", float, "a number in 0..1", 0.5),
-                max_detections=hd.get("max_detections", int, "a positive integer", 100))
+                max_detections=hd.get("max_detections", int, "a positive integer", 100),
+                nms=hd.get("nms", str, "where NMS runs", "none", choices=NMS_MODES))
     for key in ("score_threshold", "iou_threshold"):
         if not 0 <= getattr(head, key) <= 1:
             raise hd.fail(key, "a number in 0..1", getattr(head, key))
@@ -356,6 +372,9 @@ def _read_head(hd: Reader, outputs: list[str], labels: list[str]) -> Head:
             head.params[key] = _resolve(Path(hd.path).parent, head.params[key])
             if not Path(head.params[key]).is_file():
                 raise hd.fail(key, "an existing file (relative to the spec's folder)", head.params[key])
+    if head.nms == "graph" and head_type.graph is None:
+        raise hd.fail("nms", f"'none': NMS in the graph needs a head whose decoding deployer can add to the graph "
+                             f"({', '.join(n for n, h in heads().items() if h.graph)}), not '{kind}'", head.nms)
     problem = head_type.validate(head.params, outputs, labels) if head_type.validate else None
     if problem:
         where, expected, got = problem
@@ -376,6 +395,10 @@ class ArtifactPlan:
     warn_only: bool = False
     variant: str = ""              # tells apart two artifacts of one backend and precision
     verify: str = "required"       # "optional": an unverified verdict does not fail the build
+    nms: str = ""                  # "graph" or "none" for this artifact; "" follows the spec's [head] nms
+
+    def nms_for(self, spec_nms: str) -> str:
+        return self.nms or spec_nms
 
     @property
     def runtime(self) -> str:
@@ -472,7 +495,7 @@ def load_target_profile(path: str | Path) -> TargetProfile:
     known = ", ".join(backends.registry())
     for r in top.tables("artifacts"):
         r.reject_unknown({"backend", "precision", "variant", "runtime", "runtime_settings", "options", "thresholds",
-                          "warn_only", "verify"})
+                          "warn_only", "verify", "nms"})
         name_ = r.get("backend", str, f"a backend ({known}) or 'package.module:function'")
         if ":" not in name_ and name_ not in backends.registry():
             raise r.fail("backend", f"one of {known} or 'package.module:function'", name_)
@@ -492,7 +515,13 @@ def load_target_profile(path: str | Path) -> TargetProfile:
                             warn_only=r.get("warn_only", bool, "true or false", False),
                             variant=r.get("variant", str, "a short name of letters, digits and -", ""),
                             verify=r.get("verify", str, "required or optional", "required",
-                                         choices=VERIFY_MODES))
+                                         choices=VERIFY_MODES),
+                            nms=r.get("nms", str, "where NMS runs: graph or none", "", choices=NMS_MODES))
+        if plan.nms == "graph" and not backend.graph_nms and backend.options is not None:
+            raise r.unknown("nms", f"backend '{backend.name}' cannot put NMS in its artifact's graph "
+                                   f"(backends that can: {', '.join(n for n, b in backends.registry().items() if b.graph_nms)})")
+        if plan.nms == "graph" and not plan.variant:
+            plan.variant = "nms"   # beside the same backend and precision without NMS
         if plan.variant and not all(c.isalnum() or c == "-" for c in plan.variant):
             raise r.fail("variant", "a short name of letters, digits and -", plan.variant)
         if any(p.key == plan.key for p in plans):

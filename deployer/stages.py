@@ -24,6 +24,7 @@ BENCH = "deployer.runtimes.bench:bench"                 # latency of one artifac
 LAYER_ERRORS = "deployer.quantize.sensitivity:layer_errors"   # per-layer SQNR against the float graph
 CHECK_PAGE = "deployer.runtimes.js:check_page"          # the web demo page in headless Chromium
 INSPECT = "deployer.ir.inspect:inspect"                 # interface, ops and backend support of an ONNX file
+INT8_LINT = "deployer.quantize.lint:lint"               # graph patterns int8 handles badly, before calibration
 
 T = TypeVar("T")
 

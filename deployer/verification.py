@@ -13,7 +13,7 @@ from deployer.parity.compare import detects, judged
 from deployer.parity.verdict import CHECKS, worst_run
 from deployer.prepare import Prepared
 from deployer.runtimes import get as runtime_of
-from deployer.spec import RAW_HEAD_THRESHOLDS, ArtifactPlan, ModelSpec
+from deployer.spec import GRAPH_NMS_THRESHOLDS, RAW_HEAD_THRESHOLDS, ArtifactPlan, ModelSpec
 from deployer.stages import attempt
 
 
@@ -21,6 +21,11 @@ def thresholds_for(plan: ArtifactPlan, spec: ModelSpec) -> dict:
     """The plan's thresholds; for a raw head without a tensor threshold, the raw-head default
     of its precision (spec.RAW_HEAD_THRESHOLDS), so it is judged rather than unverified."""
     tensor = {k for k, (where, _, _) in CHECKS.items() if where == "outputs"}
+    if spec.head.params.get("graph_nms"):
+        # Finished detections have no raw tensors to compare: detection thresholds, unless the
+        # profile gave detection thresholds of its own.
+        own = {k: v for k, v in plan.thresholds.items() if k not in tensor}
+        return {**GRAPH_NMS_THRESHOLDS.get(plan.precision, {}), **own}
     if detects(spec) or tensor & set(plan.thresholds):
         return plan.thresholds
     return {**plan.thresholds, **RAW_HEAD_THRESHOLDS.get(plan.precision, {})}

@@ -118,7 +118,7 @@ def _profile(tmp_path, body: str):
     ('backend = "onnx"\nprecision = "int8"\noptions = { calibraton_images = 8 }\n',
      "artifacts[0].options.calibraton_images",
      "unknown option for onnx int8 (known: calibration_images, exclude, fallback_rounds, fallback_layers, "
-     "calibration_method)"),
+     "quantize_head, calibration_method)"),
     ('backend = "onnx"\nprecision = "fp32"\noptions = { calibration_images = 8 }\n',
      "artifacts[0].options.calibration_images", "applies to onnx int8 only, not fp32"),
     ('backend = "tflite"\nprecision = "int8"\noptions = { io = "uint8" }\n',
@@ -144,6 +144,7 @@ def _profile(tmp_path, body: str):
      "'litert' does not run onnx artifacts (onnx); runtimes that do: ort-web-node, ort-web-chromium, onnxruntime, "
      "openvino"),
     ('backend = "onnx"\nprecision = "fp32"\nruntime = "tvm"\n', "artifacts[0].runtime", "runtimes among"),
+    ('backend = "onnx"\nprecision = "fp32"\nnms = "yes"\n', "artifacts[0].nms", "expected one of none, graph"),
 ])
 def test_profile_options_and_combinations_are_checked_on_load(tmp_path, body, field, message):
     path = _profile(tmp_path, body)
@@ -153,11 +154,29 @@ def test_profile_options_and_combinations_are_checked_on_load(tmp_path, body, fi
     assert text.startswith(f"{path}: field '{field}'") and message in text, text
 
 
+def test_graph_nms_artifacts_get_their_own_name_and_detection_thresholds(tmp_path):
+    from deployer.spec import GRAPH_NMS_THRESHOLDS
+    from deployer.verification import thresholds_for
+
+    profile = load_target_profile(_profile(tmp_path, 'backend = "onnx"\nprecision = "fp32"\nnms = "graph"\n'
+                                                     '[[artifacts]]\nbackend = "onnx"\nprecision = "fp32"\n'))
+    nms, plain = profile.artifacts
+    assert (nms.key, plain.key) == ("onnx_fp32_nms", "onnx_fp32")
+    spec = load_model_spec(write_spec(tmp_path))
+    assert spec.head.nms == "none" and nms.nms_for(spec.head.nms) == "graph" and plain.nms_for("graph") == "graph"
+    from deployer.graph_nms import derived_spec
+
+    derived = derived_spec(spec)
+    assert derived.head.type == "end2end" and derived.head.params["graph_nms"]
+    assert thresholds_for(nms, derived) == GRAPH_NMS_THRESHOLDS["fp32"]
+    assert thresholds_for(plain, spec) == DEFAULT_THRESHOLDS["fp32"]
+
+
 def test_profile_options_get_their_defaults(tmp_path):
     plan = load_target_profile(_profile(tmp_path, 'backend = "onnx"\nprecision = "int8"\n'
                                                   'options = { calibration_method = "entropy" }\n')).artifacts[0]
     assert plan.options == {"calibration_images": 64, "exclude": [], "fallback_rounds": 3, "fallback_layers": 2,
-                            "calibration_method": "entropy"}
+                            "quantize_head": False, "calibration_method": "entropy"}
     plan = load_target_profile(_profile(tmp_path, 'backend = "openvino"\nprecision = "fp32"\n'
                                                   'runtime_settings = { threads = 1 }\n')).artifacts[0]
     assert plan.options == {} and plan.runtime_settings == {"threads": 1} and plan.runtimes == ["openvino"]
@@ -186,6 +205,12 @@ def test_cli_misspelled_option_exits_2_before_any_work(tmp_path):
     ('scores = "scores"\n', "", "head.scores': missing (the name of the scores output"),
     ('type = "boxes_scores"', 'type = "boxes_scores"\nscore_threshold = 1.5', "head.score_threshold'"),
     ('type = "boxes_scores"', 'type = "yolo9000"', "head.type': expected one of anchors, boxes_scores, end2end, raw, yolo"),
+    ('type = "boxes_scores"', 'type = "boxes_scores"\nnms = "model"', "head.nms': expected one of none, graph"),
+    ('type = "boxes_scores"\nboxes = "boxes"\nscores = "scores"', 'type = "anchors"\ndeltas = "boxes"\nlogits = "scores"',
+     "head.anchors': an anchors head needs the anchors: a .npy file"),
+    ('type = "boxes_scores"\nboxes = "boxes"\nscores = "scores"', 'type = "raw"\nnms = "graph"',
+     "head.nms': expected 'none': NMS in the graph needs a head whose decoding deployer can add to the graph "
+     "(anchors, boxes_scores, yolo), not 'raw'"),
 ])
 def test_head_fields_are_checked_by_the_head_type(tmp_path, old, new, message):
     path = write_spec(tmp_path)

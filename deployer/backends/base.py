@@ -38,6 +38,8 @@ class Backend:
     keeps_float: bool = False          # its INT8 quantizer can keep named ONNX nodes in float (fallback)
     web_engine: str | None = None      # the JavaScript engine that runs it on the demo page
     op_support: str | None = None      # 'module:function(onnx_path, ops) -> [unsupported]' for inspect
+    graph_nms: bool = False            # builds artifacts with NMS in the graph ([head] nms = "graph")
+    graph_nms_best_class: bool = False  # ... whose NMS keeps each box under its best class only (Vision's)
     summary: str = ""
 
     def family_for(self, source_kind: str) -> str:
@@ -59,6 +61,8 @@ def int8_options(fallback: bool) -> tuple[Option, ...]:
                minimum=0, precisions=("int8",)),
         Option("fallback_layers", int, 2, "layers kept in float in the first fallback round (doubling after)",
                minimum=1, precisions=("int8",)),
+        Option("quantize_head", bool, False, "quantize the head's decoding too (after the last layers: sigmoid, "
+               "softmax, box arithmetic, concatenation), which stays float by default", precisions=("int8",)),
     )
 
 

@@ -17,6 +17,7 @@ from deployer.backends.base import Backend, int8_options
 from deployer.errors import first_line
 from deployer.options import Option
 from deployer.quantize.feeds import calibration_batches
+from deployer.quantize.head_float import head_exclusions, head_note
 from deployer.spec import ModelSpec
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -28,7 +29,7 @@ BACKEND = Backend(
         Option("calibration_method", str, "minmax", "ONNX Runtime calibrator", choices=CALIBRATION_METHODS,
                precisions=("int8",)),),
     layer_outputs="deployer.backends.onnx:layer_outputs", keeps_float=True, web_engine="ort",
-    op_support="deployer.backends.onnx:unsupported_ops", family="onnx",
+    op_support="deployer.backends.onnx:unsupported_ops", family="onnx", graph_nms=True,
     preload=("onnx", "onnxruntime", "onnxruntime.quantization"),
     summary="ONNX for ONNX Runtime and ONNX Runtime Web: fp32, fp16, static INT8 (QDQ)")
 
@@ -64,7 +65,7 @@ def _int8(onnx_path: str, spec: ModelSpec, options: dict, calibration: str, out:
         def get_next(self):
             return next(self.it, None)
 
-    exclude = list(options["exclude"])
+    exclude, decoding = head_exclusions(onnx_path, options)
     with tempfile.TemporaryDirectory() as tmp:
         prepped = Path(tmp) / "prepped.onnx"
         quant_pre_process(onnx_path, str(prepped), skip_symbolic_shape=True)
@@ -74,8 +75,8 @@ def _int8(onnx_path: str, spec: ModelSpec, options: dict, calibration: str, out:
                                           "percentile": CalibrationMethod.Percentile}[method],
                         nodes_to_exclude=exclude, extra_options={"ActivationSymmetric": False})
     info = {"method": method, "calibration_images": len(feeds), "format": "QDQ", "weights": "int8 per-channel",
-            "activations": "uint8 per-tensor", "kept_float": exclude}
-    return [f"static INT8 QDQ, {method} calibration on {len(feeds)} images"], info
+            "activations": "uint8 per-tensor", "kept_float": exclude, "head_float": decoding}
+    return [f"static INT8 QDQ, {method} calibration on {len(feeds)} images", *head_note(decoding)], info
 
 
 def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: str, stem: str,

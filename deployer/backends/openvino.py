@@ -12,13 +12,14 @@ import numpy as np
 from deployer.backends.base import Backend, int8_options
 from deployer.errors import first_line
 from deployer.quantize.feeds import calibration_batches
+from deployer.quantize.head_float import head_exclusions, head_note
 from deployer.spec import ModelSpec
 
 BACKEND = Backend(
     name="openvino", build="deployer.backends.openvino:build", format="openvino-ir",
     precisions=("fp32", "fp16", "int8"), runtimes=("openvino",), options=int8_options(fallback=True),
     layer_outputs="deployer.backends.openvino:layer_outputs", keeps_float=True,
-    op_support="deployer.backends.openvino:unsupported_ops", family="openvino", preload=("openvino", "nncf"),
+    op_support="deployer.backends.openvino:unsupported_ops", family="openvino", preload=("openvino", "nncf"), graph_nms=True,
     summary="OpenVINO IR (.xml + .bin): fp32, fp16 weights, INT8 through NNCF")
 
 
@@ -54,14 +55,14 @@ def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: st
         import nncf
 
         feeds = calibration_batches(calibration, spec_obj, options["calibration_images"])
-        exclude = list(options["exclude"])
+        exclude, decoding = head_exclusions(onnx_path, options)
         ignored = onnx_names_to_ops(model, onnx_path, exclude)
         model = nncf.quantize(model, nncf.Dataset(feeds), subset_size=len(feeds),
                               preset=nncf.QuantizationPreset.MIXED,
                               ignored_scope=nncf.IgnoredScope(names=ignored, validate=False))
-        notes.append(f"NNCF INT8 (mixed preset) calibrated on {len(feeds)} images")
+        notes += [f"NNCF INT8 (mixed preset) calibrated on {len(feeds)} images", *head_note(decoding)]
         quant = {"method": "nncf-minmax", "preset": "mixed", "calibration_images": len(feeds),
-                 "kept_float": exclude, "ignored_ops": ignored}
+                 "kept_float": exclude, "head_float": decoding, "ignored_ops": ignored}
     # Labels and preprocessing travel inside the IR, readable with model.get_rt_info().
     model.set_rt_info(json.dumps(spec["labels"]), ["deployer", "labels"])
     model.set_rt_info(json.dumps(spec["preprocess"]), ["deployer", "preprocess"])

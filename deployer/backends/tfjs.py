@@ -11,6 +11,8 @@ stubbed before the import.
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import sys
 import tempfile
@@ -27,7 +29,7 @@ BACKEND = Backend(
     name="tfjs", build="deployer.backends.tfjs:build", format="tfjs-graph-model",
     precisions=tuple(QUANTIZATION), runtimes=("tfjs-node", "tfjs-chromium"), web_engine="tfjs",
     # The graph model is converted from onnx2tf's SavedModel: what onnx2tf refuses, TF.js never sees.
-    op_support="deployer.backends.tflite:unsupported_ops", family="tensorflow",
+    op_support="deployer.backends.tflite:unsupported_ops", family="tensorflow", graph_nms=True,
     # The SavedModel of the one onnx2tf conversion the TFLite artifacts share.
     prebuild="deployer.backends.tflite:convert_float", preload=("tensorflow", "onnx2tf"),
     summary="TF.js graph model (model.json + shards): fp32, fp16 or uint8 weight storage")
@@ -39,6 +41,34 @@ def _converter():
     from tensorflowjs.converters import tf_saved_model_conversion_v2
 
     return tf_saved_model_conversion_v2
+
+
+def _name_signature_outputs(model_json: Path, outputs: list[str]) -> list[str]:
+    """The converter sometimes keys a signature output by its graph tensor ("Identity_2:0")
+    instead of its name (seen with the four outputs of a graph with NMS). The SavedModel's
+    signature flattens outputs in sorted key order and the converter numbers the Identity
+    nodes in that order, so `Identity_<i>:0` is the i-th name in sorted order; rename only
+    when the outputs already keyed by name agree with that rule."""
+    doc = json.loads(model_json.read_text())
+    sig = doc.get("signature", {}).get("outputs", {})
+    ordered = sorted(outputs)
+
+    def index(node: str) -> int | None:
+        m = re.fullmatch(r"Identity(?:_(\d+))?:0", node)
+        return (int(m.group(1) or 0) if m else None)
+
+    if not sig or len(sig) != len(ordered) or any(index(v.get("name", "")) is None for v in sig.values()):
+        return []
+    if any(index(v["name"]) >= len(ordered) or (k in outputs and ordered[index(v["name"])] != k)
+           for k, v in sig.items()):
+        return []
+    renamed = {ordered[index(v["name"])] if k not in outputs else k: v for k, v in sig.items()}
+    if renamed.keys() == sig.keys() or set(renamed) != set(outputs):
+        return []
+    doc["signature"]["outputs"] = renamed
+    model_json.write_text(json.dumps(doc))
+    return [f"signature outputs keyed by tensor ({', '.join(k for k in sig if k not in outputs)}) renamed to the "
+            "spec's names"]
 
 
 def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: str, stem: str,
@@ -56,10 +86,12 @@ def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: st
             metadata={"deployer": {"model": model_spec.name, "labels": spec["labels"], "inputs": spec["inputs"],
                                    "outputs": spec["outputs"], "preprocess": spec["preprocess"],
                                    "head": spec["head"], "precision": precision}})
+    notes_signature = _name_signature_outputs(folder / "model.json", model_spec.outputs)
     files = sorted(f"{stem}/{p.name}" for p in folder.iterdir())
     shards = sum(1 for f in files if f.endswith(".bin"))
     notes = [f"TF.js graph model, {shards} weight shard(s) of at most {SHARD_BYTES // 1024} KiB",
              *repair_notes(prebuilt)]
     if precision != "fp32":
         notes.append(f"weights stored as {next(iter(QUANTIZATION[precision]))}, computed in float32")
+    notes += notes_signature
     return {"path": f"{stem}/model.json", "files": files, "format": "tfjs-graph-model", "notes": notes}

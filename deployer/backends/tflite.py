@@ -39,7 +39,7 @@ BACKEND = Backend(
     options=int8_options(fallback=False) + (
         Option("io", str, "int8", "full-integer inputs and outputs, or float ones around an int8 body",
                choices=INT8_IO, precisions=("int8",)),),
-    op_support="deployer.backends.tflite:unsupported_ops", family="tensorflow",
+    op_support="deployer.backends.tflite:unsupported_ops", family="tensorflow", graph_nms=True,
     prebuild="deployer.backends.tflite:convert_float", preload=("tensorflow", "onnx2tf"),
     summary="TFLite through onnx2tf: fp32, fp16, dynamic range, full-integer INT8")
 
@@ -123,29 +123,43 @@ def convert(onnx_path: str, spec: ModelSpec, calibration: str, workdir: Path, **
             onnx2tf.convert(input_onnx_file_path=str(private), output_folder_path=str(out),
                             output_signaturedefs=True, non_verbose=True, **kwargs)
     except Exception as exc:  # noqa: BLE001 - any converter failure: name the ONNX node it failed on
-        node = _failing_node(exc)
-        if node is None:
+        nodes = _failing_nodes(exc)
+        if not nodes:
             raise
-        op = getattr(node, "op", None) or getattr(node, "op_type", "?")   # an onnx-graphsurgeon Node
-        raise StageError(f"onnx2tf cannot convert ONNX node '{node.name}' (op {op}): "
-                         f"{_with_detail(exc)}") from exc
+        where = f"ONNX node {_described(nodes[-1])}"
+        if len(nodes) > 1:   # a node of an If/Loop branch: the node holding that branch names the op
+            where += f" inside {_described(nodes[0])}"
+        raise StageError(f"onnx2tf cannot convert {where}: {_with_detail(exc, nodes[-1])}") from exc
     return out, repairs
 
 
-def _failing_node(exc: BaseException):
-    """The ONNX node onnx2tf was converting when it failed: its op modules take `graph_node`."""
-    tb, node = exc.__traceback__, None
+def _failing_nodes(exc: BaseException) -> list:
+    """The ONNX nodes onnx2tf was converting when it failed, outermost first (its op modules
+    take `graph_node`; If and Loop convert their branches' nodes inside their own call)."""
+    tb, nodes = exc.__traceback__, []
     while tb is not None:
         frame = tb.tb_frame
         if "/onnx2tf/ops/" in frame.f_code.co_filename and "graph_node" in frame.f_locals:
             node = frame.f_locals["graph_node"]
+            if not nodes or nodes[-1] is not node:
+                nodes.append(node)
         tb = tb.tb_next
-    return node
+    return nodes
 
 
-def _with_detail(exc: BaseException) -> str:
+def _described(node) -> str:
+    op = getattr(node, "op", None) or getattr(node, "op_type", "?")   # an onnx-graphsurgeon Node
+    return f"'{node.name}' (op {op})"
+
+
+def _with_detail(exc: BaseException, node=None) -> str:
     """The first line of a TensorFlow error, and the line below it that says what was wrong
-    (TF puts the layer first and the reason a few lines down)."""
+    (TF puts the layer first and the reason a few lines down). A KeyError naming one of the
+    node's inputs is onnx2tf looking up a tensor it has not converted: said so, rather than
+    the bare quoted name."""
+    inputs = [getattr(t, "name", "") for t in getattr(node, "inputs", [])]
+    if isinstance(exc, KeyError) and exc.args and exc.args[0] in inputs:
+        return f"its input '{exc.args[0]}' had not been converted (KeyError)"
     lines = str(exc).splitlines()[1:]
     detail = next((line for line in lines if "expected" in line or "Can not" in line or "cannot" in line), "")
     return first_line(exc, 200) + (f" ({detail.strip()[:300]})" if detail else "")

@@ -191,9 +191,10 @@ def lower(spec: dict, out_path: str, source_sha256: str, toolchain: dict) -> dic
     if spec.source.recipe:
         model, head, anchors = _recipe(spec)
         form = "recipe"
-        # The anchors live beside the ONNX file, named relative to its folder (the cache moves it).
-        np.save(out.parent / "anchors.npy", anchors.astype(np.float32))
-        head = {**head, "anchors": "anchors.npy"}
+        if anchors is not None and len(anchors):   # a two-stage model's recipe has none
+            # The anchors live beside the ONNX file, named relative to its folder (the cache moves it).
+            np.save(out.parent / "anchors.npy", anchors.astype(np.float32))
+            head = {**head, "anchors": "anchors.npy"}
     else:
         model, form = load(spec)
     dummy = tuple(torch.zeros(i.shape) for i in spec.inputs)

@@ -125,8 +125,54 @@ def _decode(outputs: dict[str, np.ndarray], spec, score_threshold: float) -> lis
         if centerness is not None:   # FCOS: sqrt(class probability x centerness probability)
             scores = np.sqrt(scores * (1.0 / (1.0 + np.exp(-centerness.reshape(-1, 1).astype(np.float32)))))
         dets.append(decode_boxes_scores(boxes, scores, "xyxy", score_threshold, head.iou_threshold,
-                                        head.max_detections))
+                                        head.max_detections, p.get("best_class", False)))
     return dets
+
+
+def _graph(g, params: dict, spec):
+    """The decoding above as ONNX nodes; the anchors' centres and sizes are constants."""
+    anchors = load_anchors(params["anchors"])
+    n = len(anchors)
+    w = (anchors[:, 2] - anchors[:, 0]).reshape(1, n, 1)
+    h = (anchors[:, 3] - anchors[:, 1]).reshape(1, n, 1)
+    cx, cy = anchors[:, 0:1].reshape(1, n, 1) + 0.5 * w, anchors[:, 1:2].reshape(1, n, 1) + 0.5 * h
+    if params["coder"] == "ltrb":   # FCOS: the centre is computed as in decode_ltrb
+        cx = (0.5 * (anchors[:, 0] + anchors[:, 2])).reshape(1, n, 1)
+        cy = (0.5 * (anchors[:, 1] + anchors[:, 3])).reshape(1, n, 1)
+    d = g.op("Reshape", params["deltas"], g.const([1, n, 4]))
+    if params["delta_order"] == "yxhw":
+        d = g.op("Gather", d, g.const([1, 0, 3, 2]), axis=2)
+    dx, dy, dw, dh = (g.columns(d, i, i + 1) for i in range(4))
+    W, H, CX, CY = (g.const(a.astype(np.float32)) for a in (w, h, cx, cy))
+    if params["coder"] == "ltrb":
+        corners = [g.op("Sub", CX, g.op("Mul", dx, W)), g.op("Sub", CY, g.op("Mul", dy, H)),
+                   g.op("Add", CX, g.op("Mul", dw, W)), g.op("Add", CY, g.op("Mul", dh, H))]
+    else:
+        wx, wy, ww, wh = (g.const(np.float32(v)) for v in params["box_coder_weights"])
+        pcx = g.op("Add", g.op("Mul", g.op("Div", dx, wx), W), CX)
+        pcy = g.op("Add", g.op("Mul", g.op("Div", dy, wy), H), CY)
+        clip, half = g.const(np.float32(XFORM_CLIP)), g.const(np.float32(0.5))
+        half_w = g.op("Mul", g.op("Mul", g.op("Exp", g.op("Min", g.op("Div", dw, ww), clip)), W), half)
+        half_h = g.op("Mul", g.op("Mul", g.op("Exp", g.op("Min", g.op("Div", dh, wh), clip)), H), half)
+        corners = [g.op("Sub", pcx, half_w), g.op("Sub", pcy, half_h), g.op("Add", pcx, half_w),
+                   g.op("Add", pcy, half_h)]
+    inp = spec.inputs[0]
+    boxes = g.op("Max", g.op("Min", g.op("Concat", *corners, axis=2),
+                             g.const(np.array([inp.width, inp.height, inp.width, inp.height], np.float32))),
+                 g.const(np.float32(0.0)))
+    classes = len(spec.labels) + (1 if params["background"] >= 0 else 0)
+    scores = g.op("Reshape", params["logits"], g.const([1, n, classes]))
+    if params["activation"] == "sigmoid":
+        scores = g.op("Sigmoid", scores)
+    elif params["activation"] == "softmax":
+        scores = g.op("Softmax", scores, axis=-1)
+    if params["background"] >= 0:
+        kept = [c for c in range(classes) if c != params["background"]]
+        scores = g.op("Gather", scores, g.const(kept), axis=2)
+    if params.get("centerness"):
+        ctr = g.op("Sigmoid", g.op("Reshape", params["centerness"], g.const([1, n, 1])))
+        scores = g.op("Sqrt", g.op("Mul", scores, ctr))
+    return boxes, scores
 
 
 def _page_data(params: dict) -> dict:
@@ -147,5 +193,5 @@ HEAD = HeadType(
             Option("centerness", str, "", "the name of a centerness output (1, N, 1) (FCOS), if any"),
             Option("activation", str, "sigmoid", "how logits become scores", choices=("sigmoid", "softmax", "none")),
             Option("background", int, -1, "the logits column of the background class (-1: none)", minimum=-1)),
-    validate=_validate, decode=_decode, complete=_complete, paths=("anchors",), page_data=_page_data,
+    validate=_validate, decode=_decode, complete=_complete, paths=("anchors",), page_data=_page_data, graph=_graph,
     summary="box deltas (1, N, 4) + class logits (1, N, C) + anchors; torchvision/TF box coder, class-wise NMS")

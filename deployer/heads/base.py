@@ -28,6 +28,10 @@ class HeadType:
     paths: tuple[str, ...] = ()
     # page_data(params) -> extra JSON the demo page's decoder needs (e.g. the anchors themselves)
     page_data: Callable[[dict], dict] | None = None
+    # graph(g, params, spec) -> (boxes, scores): the decoding as ONNX nodes, for artifacts with
+    # NMS in the graph (ir/nms.py): `g` (ir/nms.Graph) adds nodes and constants; boxes come out
+    # (1, N, 4) xyxy in input pixels, scores (1, N, labels). The same arithmetic as `decode`.
+    graph: Callable | None = None
     summary: str = ""
 
     @property

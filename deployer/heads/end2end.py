@@ -22,6 +22,10 @@ def _validate(params: dict, outputs: list[str], labels: list[str]):
 
 
 def _complete(params: dict, shapes: dict, labels: list[str], lowered: dict) -> dict:
+    # A recipe that lowered the model end to end knows how its outputs read (a two-stage
+    # model's score floor): its fields win.
+    declared = {o.name for o in HEAD.fields}
+    params = {**params, **{k: v for k, v in (lowered.get("head") or {}).items() if k in declared}}
     boxes, scores, classes = (list(shapes[params[k]]) for k in ("boxes", "scores", "classes"))
     if len(boxes) != 3 or boxes[2] != 4:
         raise UserError(f"head.boxes '{params['boxes']}' has shape {boxes}: an end2end head needs (1, K, 4)")
@@ -66,6 +70,11 @@ HEAD = HeadType(
             Option("count", str, "", "the name of the valid-detections count output (1,), if any"),
             Option("box_format", str, "xyxy", "box coordinate order", choices=("xyxy", "yxyx")),
             Option("normalized", bool, False, "boxes in 0..1 of the input size (TF Object Detection API)"),
-            Option("class_offset", int, 0, "subtracted from the class outputs (1 for 1-based label maps)")),
+            Option("class_offset", int, 0, "subtracted from the class outputs (1 for 1-based label maps)"),
+            Option("score_floor", float, 0.0, "the score below which the model drops detections (its NMS score "
+                   "threshold): the reference's labelled mAP is measured down to the same floor"),
+            Option("graph_nms", bool, False, "set by deployer: NMS added to the graph by [head] nms = 'graph'"),
+            Option("best_class", bool, False, "the model's NMS keeps each box under its best class only (Vision's): "
+                   "the reference's detections are compared the same way")),
     validate=_validate, decode=_decode, complete=_complete,
     summary="finished detections: boxes, scores, classes (and a count) after the model's own NMS")

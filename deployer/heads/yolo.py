@@ -70,7 +70,16 @@ def _decode(outputs: dict[str, np.ndarray], spec, score_threshold: float) -> lis
     head = spec.head
     boxes, scores = split(outputs[head.params["output"]], head.params)
     return [decode_boxes_scores(boxes[k], scores[k], "cxcywh", score_threshold, head.iou_threshold,
-                                head.max_detections) for k in range(len(boxes))]
+                                head.max_detections, head.params.get("best_class", False)) for k in range(len(boxes))]
+
+
+def _graph(g, params: dict, spec):
+    out = params["output"]
+    rows = g.op("Transpose", out, perm=[0, 2, 1]) if params["channels_first"] else out
+    boxes = g.cxcywh_to_xyxy(g.columns(rows, 0, 4))
+    extra = EXTRA[params["layout"]]
+    classes = g.columns(rows, extra, extra + len(spec.labels))
+    return boxes, (g.op("Mul", classes, g.columns(rows, 4, 5)) if params["layout"] == "v5" else classes)
 
 
 HEAD = HeadType(
@@ -79,5 +88,5 @@ HEAD = HeadType(
             Option("layout", str, "", "the output layout (inferred from its shape when absent)",
                    choices=("", "v8", "v5")),
             Option("channels_first", bool, True, "set by deployer from the output's shape")),
-    validate=_validate, decode=_decode, complete=_complete,
+    validate=_validate, decode=_decode, complete=_complete, graph=_graph,
     summary="one YOLO output: v8/v11 (1, 4 + nc, N) or v5/v7 (1, N, 5 + nc), boxes cx cy w h in input pixels")

@@ -95,6 +95,22 @@ def opset_of(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
+def name_nodes(model: onnx.ModelProto) -> int:
+    """Give every unnamed node of the main graph a unique name (`<op>_<index>`): quantizers keep
+    nodes in float by name, and a report naming '' helps nobody. Returns how many were named."""
+    taken = {n.name for n in model.graph.node if n.name}
+    named = 0
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{i}"
+            while name in taken:
+                name += "_"
+            node.name = name
+            taken.add(name)
+            named += 1
+    return named
+
+
 def finalize(model: onnx.ModelProto, out_path: str | Path, spec, extra_metadata: dict) -> dict:
     """Check, infer shapes, simplify, stamp metadata and save; returns a description."""
     try:
@@ -102,6 +118,7 @@ def finalize(model: onnx.ModelProto, out_path: str | Path, spec, extra_metadata:
     except onnx.checker.ValidationError as exc:
         raise UserError(f"the lowered ONNX model of '{spec.name}' is invalid: {exc}") from None
     model, note = simplify(model)
+    name_nodes(model)
     sig = io_signature(model)
     in_names = [i["name"] for i in sig["inputs"]]
     if in_names != [i.name for i in spec.inputs]:

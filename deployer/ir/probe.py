@@ -23,7 +23,8 @@ def expose_all(model):
 
 
 def run_exposed(model, feeds: list[dict]) -> dict[str, np.ndarray]:
-    """Run a model (from expose_all) on each feed; every output stacked over the feeds."""
+    """Run a model (from expose_all) on each feed; every output stacked over the feeds, except
+    those whose shape changes with the input (after an NMS: nothing to compare element-wise)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -32,4 +33,5 @@ def run_exposed(model, feeds: list[dict]) -> dict[str, np.ndarray]:
     session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     runs = [session.run(names, f) for f in feeds]
-    return {n: np.stack([r[i] for r in runs]) for i, n in enumerate(names)}
+    return {n: np.stack([r[i] for r in runs]) for i, n in enumerate(names)
+            if len({r[i].shape for r in runs}) == 1}

@@ -8,6 +8,7 @@ verdict) runs in the parent, so a changed threshold re-judges cached measurement
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from deployer.parity.detection import (
 )
 from deployer.parity.tensor import tensor_metrics
 from deployer.parity.verdict import judge
-from deployer.spec import ModelSpec
+from deployer.spec import Head, ModelSpec
 
 
 @dataclass
@@ -91,22 +92,37 @@ def detection_metrics(outputs: dict, spec: ModelSpec, ref: Reference) -> dict | 
     if ref.detections is None:
         return None
     out_dets = decode_all(outputs, spec, EVAL_SCORE_THRESHOLD)
+    reference = ref.detections
+    if spec.head.params.get("best_class"):
+        # The artifact's NMS puts each box under its best class only (CoreML's Vision NMS): the
+        # source's outputs are decoded the same way, with its own head.
+        source_head = Head.from_dict({**spec.head.params["source_head"], "best_class": True})
+        source = dataclasses.replace(spec, head=source_head)
+        reference = decode_all(ref.outputs, source, EVAL_SCORE_THRESHOLD)
     # The reference's deployed detections (above the head's threshold) are the ground truth.
-    pseudo_gt = [d.above(spec.head.score_threshold) for d in ref.detections]
+    pseudo_gt = [d.above(spec.head.score_threshold) for d in reference]
     agreement = mean_average_precision(out_dets, pseudo_gt)
     result = {"agreement_map50": agreement["map50"], "agreement_map50_95": agreement["map50_95"],
               "reference_detections": int(sum(len(d.scores) for d in pseudo_gt))}
     if ref.truth is not None:
         labelled = mean_average_precision(out_dets, ref.truth)
+        own = ref.labelled
+        floor = spec.head.params.get("score_floor", 0.0)
+        if floor > EVAL_SCORE_THRESHOLD:
+            # The artifact drops detections under its own NMS threshold: the reference is scored
+            # down to the same floor, or the low-score tail it keeps would count as a drop.
+            own = mean_average_precision([d.above(floor) for d in reference], ref.truth)
         result.update({"map50": labelled["map50"], "map50_95": labelled["map50_95"],
-                       "reference_map50": ref.labelled["map50"], "reference_map50_95": ref.labelled["map50_95"]})
+                       "reference_map50": own["map50"], "reference_map50_95": own["map50_95"]})
     # JSON has no NaN: an undefined figure (no ground truth to score against) is null.
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in result.items()}
 
 
 def measure(ref: Reference, outputs: dict[str, np.ndarray], spec: ModelSpec) -> dict:
     """Every figure of one run: per-output tensor metrics and, for detection heads, mAPs."""
-    metrics = {"outputs": {name: tensor_metrics(ref.outputs[name], outputs[name]) for name in spec.outputs}}
+    # Only outputs the source also has: an artifact with NMS in its graph has none of them.
+    metrics = {"outputs": {name: tensor_metrics(ref.outputs[name], outputs[name]) for name in spec.outputs
+                           if name in ref.outputs}}
     detection = detection_metrics(outputs, spec, ref)
     if detection is not None:
         metrics["detection"] = detection

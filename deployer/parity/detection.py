@@ -77,13 +77,18 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: i
 
 
 def decode_boxes_scores(boxes: np.ndarray, scores: np.ndarray, box_format: str, score_threshold: float,
-                        iou_threshold: float, max_detections: int) -> Detections:
-    """Decode one image's (N, 4) boxes and (N, C) class scores: multi-label candidates, class-wise NMS."""
+                        iou_threshold: float, max_detections: int, best_class: bool = False) -> Detections:
+    """Decode one image's (N, 4) boxes and (N, C) class scores: multi-label candidates (each
+    box under every class above the threshold; or under its best class only, as Apple
+    Vision's NMS does, with `best_class`), class-wise NMS."""
     boxes = boxes.reshape(-1, 4).astype(np.float32)
     scores = scores.reshape(boxes.shape[0], -1).astype(np.float32)
     if box_format == "cxcywh":
         c, wh = boxes[:, :2], boxes[:, 2:] / 2
         boxes = np.concatenate([c - wh, c + wh], 1)
+    if best_class and scores.shape[1]:
+        best = scores.argmax(1)
+        scores = np.where(np.arange(scores.shape[1])[None, :] == best[:, None], scores, 0.0).astype(np.float32)
     idx, cls = np.nonzero(scores >= score_threshold)
     if idx.size == 0:
         return Detections.empty()

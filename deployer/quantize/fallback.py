@@ -31,6 +31,15 @@ def _round_summary(entry: dict, kept: list[str]) -> dict:
             **{k: det.get(k) for k in ("agreement_map50", "agreement_map50_95", "map50")}}
 
 
+# An output whose cosine or SNR falls this low carries no signal any more: collapsed.
+COLLAPSED_COSINE, COLLAPSED_SNR_DB = 0.5, 1.0
+
+
+def collapsed(entry: dict) -> bool:
+    outs = entry.get("parity", {}).get("outputs", {}).values()
+    return any(o["cosine"] < COLLAPSED_COSINE or o["snr_db"] < COLLAPSED_SNR_DB for o in outs)
+
+
 def round_rank(entry: dict) -> tuple:
     """Order of preference among fallback rounds: passing first, then fewer misses, then figures."""
     parity = entry["parity"]
@@ -46,8 +55,10 @@ def fallback(prep, spec: ModelSpec, target: str, plan: ArtifactPlan, staging: Pa
 
     Each round ranks layers by their own SQNR drop (quantize/sensitivity.py) on calibration
     images, keeps the next group of them in float (twice as many as the round before) and
-    rebuilds in a folder of its own; bounded by the profile's `fallback_rounds`. The best
-    round (passing, else closest) is the artifact; the manifest lists every round.
+    rebuilds in a folder of its own; a collapsed output sends the head's decoding first. It
+    stops at the profile's `fallback_rounds`, or when a round does not improve on the one
+    before. The best round (passing, else closest) is the artifact; the manifest lists every
+    round.
     """
     rounds, per_round = plan.options["fallback_rounds"], plan.options["fallback_layers"]
     kept: list[str] = list(plan.options["exclude"])
@@ -66,7 +77,7 @@ def fallback(prep, spec: ModelSpec, target: str, plan: ArtifactPlan, staging: Pa
         rows, reused = analysed
         steps.append({"step": f"layer analysis {r + 1}", "seconds": round(time.perf_counter() - start, 2),
                       "reused": reused})
-        groups = rank_for_fallback(rows.value, kept)[:per_round * 2 ** r]
+        groups = rank_for_fallback(rows.value, kept, collapsed(current[0]))[:per_round * 2 ** r]
         if not groups:
             break
         kept = kept + [n for g in groups for n in g if n not in kept]
@@ -79,9 +90,13 @@ def fallback(prep, spec: ModelSpec, target: str, plan: ArtifactPlan, staging: Pa
         history.append(_round_summary(candidate, kept))
         steps += [{**st, "step": f"{st['step']} (round {r + 1})"} for st in candidate.get("stages", [])]
         candidates.append((candidate, folder))
-        current = candidate, folder
         if candidate["parity"]["verdict"] != "fail":
             break
+        if round_rank(candidate) <= round_rank(current[0]):
+            entry.setdefault("notes", []).append(f"fallback stopped after round {r + 1}: keeping more layers in "
+                                                 "float did not improve the figures")
+            break
+        current = candidate, folder
     best, folder = max(candidates, key=lambda c: round_rank(c[0]))
     if folder != staging:
         for f in best["files"]:

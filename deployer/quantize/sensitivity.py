@@ -56,6 +56,9 @@ def layer_errors(float_onnx: str, artifact: str, backend: str, spec: dict, input
                     folded += chain.get(i, [])
         return value, folded
 
+    from deployer.quantize.head_float import decode_nodes
+
+    head = set(decode_nodes(float_model))
     rows = []
     for node in float_model.graph.node:
         worst_in, folded = worst_input(node)
@@ -73,16 +76,23 @@ def layer_errors(float_onnx: str, artifact: str, backend: str, spec: dict, input
         else:
             drop = worst_in - out_sqnr
         rows.append({"node": node.name, "op": node.op_type, "tensor": outs[0], "nodes": folded + [node.name],
-                     "sqnr_db": out_sqnr, "input_sqnr_db": worst_in, "drop_db": drop})
+                     "sqnr_db": out_sqnr, "input_sqnr_db": worst_in, "drop_db": drop, "head": node.name in head})
     return rows
 
 
-def rank_for_fallback(rows: list[dict], already: list[str]) -> list[list[str]]:
+def rank_for_fallback(rows: list[dict], already: list[str], collapsed: bool = False) -> list[list[str]]:
     """Groups of node names to keep in float, most damaging first; each group is one measured
-    layer with the unmeasured nodes folded into it (a Conv fused with its ReLU)."""
+    layer with the unmeasured nodes folded into it (a Conv fused with its ReLU). When an output
+    collapsed (its cosine or SNR near 0), the head's decoding between it and the last layers
+    comes first, as one group: a single int8 scale there (pixels concatenated with
+    probabilities) wipes an output out whatever the layers before it do."""
     ranked = sorted((r for r in rows if r["node"] not in already and r["drop_db"] > 0),
                     key=lambda r: r["drop_db"], reverse=True)
-    return [r["nodes"] for r in ranked]
+    groups = [[n for n in r["nodes"] if n] for r in ranked]
+    if collapsed:
+        head = [n for r in rows if r.get("head") for n in r["nodes"] if n and n not in already]
+        groups = ([head] if head else []) + [g for g in groups if not set(g) <= set(head)]
+    return [g for g in groups if g]
 
 
 def first_below(rows: list[dict], threshold_db: float) -> dict | None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from deployer import backends
 from deployer.errors import StageError
+from deployer.graph_nms import derived_spec
 from deployer.heads import registry as heads
 from deployer.spec import ModelSpec
 
@@ -43,8 +44,12 @@ def _model_entry(entry: dict, spec: ModelSpec, staging: Path) -> dict | None:
         if dims != shape:  # onnx2tf made it NHWC
             shape, layout = dims, "NHWC"
     name = f"{entry['backend']} {entry['precision']}" + (f" {entry['variant']}" if entry.get("variant") else "")
-    return {"name": name, "engine": engine, "url": url, "input_shape": shape, "layout": layout,
-            "width": inp.width, "height": inp.height}
+    model = {"name": name, "engine": engine, "url": url, "input_shape": shape, "layout": layout,
+             "width": inp.width, "height": inp.height}
+    if entry.get("nms") == "graph":   # finished detections: its own outputs and head
+        derived = derived_spec(spec)
+        model.update({"outputs": derived.outputs, "head": derived.head.to_dict()})
+    return model
 
 
 def write_page(staging: Path, spec: ModelSpec, entries: list[dict], samples: list[Path]) -> list[str]:

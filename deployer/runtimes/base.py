@@ -155,22 +155,24 @@ class Runner:
 
 
 def _position(name: str) -> int:
-    match = re.search(r"(\d+)$", name)
+    # A TensorFlow tensor name ends in its output index (":0"): the node's number is before it.
+    match = re.search(r"(\d+)$", re.sub(r":\d+$", "", name))
     return int(match.group(1)) if match else 0
 
 
 def match_names(wanted: list[str], available: list[str], what: str) -> dict[str, str]:
     """Map each wanted (spec) name to a runtime tensor name: exactly where every name is
     found (converters may turn ':' and '/' into '_'), else by position, which converters
-    keep in the ONNX order (onnx2tf's quantized files name them output_0, output_1, ...)."""
+    keep in the ONNX order (onnx2tf's quantized files name them output_0, output_1, ...).
+    Names found exactly are kept when only some are (TF.js may key some outputs by their
+    graph tensor, Identity_2:0); the rest go by position."""
     if len(wanted) != len(available):
         raise OutputMismatch(f"{what}: the model has {len(available)} tensors ({', '.join(available)}), "
                              f"the spec lists {len(wanted)} ({', '.join(wanted)})")
     clean = {a.replace(":", "_").replace("/", "_").lstrip("_"): a for a in available}
-    if all(w in available or w in clean for w in wanted):
-        return {w: w if w in available else clean[w] for w in wanted}
-    ordered = sorted(available, key=_position)
-    return dict(zip(wanted, ordered))
+    found = {w: w if w in available else clean[w] for w in wanted if w in available or w in clean}
+    rest = sorted((a for a in available if a not in found.values()), key=_position)
+    return {**found, **dict(zip([w for w in wanted if w not in found], rest))}
 
 
 def to_layout(x: np.ndarray, shape: tuple | list, what: str) -> np.ndarray:

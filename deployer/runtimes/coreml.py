@@ -6,6 +6,11 @@ and executes its MIL ops one by one with the numpy kernels of `coreml_ops.py`, r
 result to float16 where the program computes in float16, so tensor and detection parity can
 be measured on Linux. An op it does not know makes the run `unverified` with the op named:
 never a pass by omission.
+
+A pipeline of an ML program and Core ML's NonMaximumSuppression model (the CoreML backend's
+NMS in the graph) runs its program in the interpreter and its NMS stage in numpy
+(`coreml_ops.nms_model`); either way, on macOS too, the stage's `confidence` and
+`coordinates` become the finished detections the spec's end2end head names.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from deployer.errors import CannotVerify, OutputMismatch
 from deployer.runtimes.base import Runner, Runtime, Tensor
-from deployer.runtimes.coreml_ops import KERNELS, UnsupportedOp
+from deployer.runtimes.coreml_ops import KERNELS, UnsupportedOp, nms_model
 
 RUNTIMES = (Runtime("coreml", "deployer.runtimes.coreml:CoreMLRunner", accepts=("mlpackage",), settings=(),
                     family="coreml", preload=("deployer.runtimes.coreml:preload",),
@@ -85,8 +91,51 @@ def _is_fp16(var) -> bool:
     return getattr(getattr(var, "dtype", None), "__name__", "") == "fp16"
 
 
+class NMSStage:
+    """Core ML's NonMaximumSuppression model as a pipeline stage, in numpy."""
+
+    def __init__(self, spec):
+        params = spec.nonMaximumSuppression
+        if params.WhichOneof("SuppressionMethod") != "pickTop":
+            raise CannotVerify(f"Core ML NonMaximumSuppression method "
+                               f"'{params.WhichOneof('SuppressionMethod')}' is not implemented by deployer's "
+                               "interpreter; verify the artifact on macOS")
+        if params.iouThresholdInputFeatureName or params.confidenceThresholdInputFeatureName:
+            raise CannotVerify("a Core ML NonMaximumSuppression stage with threshold inputs is not run by "
+                               "deployer's interpreter (it feeds only the image); verify the artifact on macOS")
+        self.params = params
+        self.max_boxes = None
+        for out in spec.description.output:   # the first dimension's range caps the boxes kept
+            sizes = out.type.multiArrayType.shapeRange.sizeRanges
+            if sizes and sizes[0].upperBound >= 0:
+                self.max_boxes = int(sizes[0].upperBound)
+
+    def run(self, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        p = self.params
+        confidence = features[p.confidenceInputFeatureName]
+        coordinates = features[p.coordinatesInputFeatureName]
+        kept = nms_model(confidence, coordinates, p.iouThreshold, p.confidenceThreshold, p.pickTop.perClass,
+                         self.max_boxes)
+        return {p.confidenceOutputFeatureName: confidence[kept], p.coordinatesOutputFeatureName: coordinates[kept]}
+
+
+def _stages(spec) -> tuple:
+    """(the ML program's model spec, the NMS stage or None) of a package's top model."""
+    kind = spec.WhichOneof("Type")
+    if kind == "mlProgram":
+        return spec, None
+    models = list(spec.pipeline.models) if kind == "pipeline" else []
+    kinds = [m.WhichOneof("Type") for m in models]
+    if kinds != ["mlProgram", "nonMaximumSuppression"]:
+        raise CannotVerify(f"a Core ML {kind} model ({' + '.join(kinds) or 'no ML program'}) is not run by "
+                           "deployer's interpreter, which runs ML programs and [ML program, NonMaximumSuppression] "
+                           "pipelines; verify the artifact on macOS")
+    return models[0], NMSStage(models[1])
+
+
 class MILProgram:
-    """An ML program loaded from an .mlpackage, executable in numpy."""
+    """An ML program loaded from an .mlpackage, executable in numpy; in a pipeline, followed by
+    its NonMaximumSuppression stage."""
 
     def __init__(self, package: str):
         import coremltools as ct
@@ -94,8 +143,9 @@ class MILProgram:
 
         model = ct.models.MLModel(package, skip_model_load=True)
         spec = model.get_spec()
+        program, self.nms = _stages(spec)
         weights = Path(package) / "Data" / "com.apple.CoreML" / "weights"
-        self.program = load(spec, spec.specificationVersion, file_weights_dir=str(weights))
+        self.program = load(program, program.specificationVersion, file_weights_dir=str(weights))
         self.function = self.program.functions["main"]
         self.metadata = dict(spec.description.metadata.userDefined)
         self.ops = [op.op_type for op in self.function.operations]
@@ -133,7 +183,34 @@ class MILProgram:
                 if op.op_type != "cast" and np.issubdtype(value.dtype, np.floating):
                     value = value.astype(np.float16 if _is_fp16(var) else np.float32)
                 env[var.name] = value
-        return {v.name: env[v.name].astype(np.float32) for v in self.function.outputs}
+        outputs = {v.name: env[v.name].astype(np.float32) for v in self.function.outputs}
+        return self.nms.run(outputs) if self.nms is not None else outputs
+
+
+def finished_detections(raw: dict[str, np.ndarray], spec) -> dict[str, np.ndarray]:
+    """The NMS stage's `confidence` (M, C) and `coordinates` (M, 4, normalised centre-size) as
+    the end2end outputs the spec names: boxes (1, K, 4) xyxy in input pixels, scores (1, K) the
+    box's confidence for its class, classes (1, K) that class (the argmax, as the stage labels
+    it), count (1,) = min(M, K); K = head.max_detections, rows from the count on are zeros.
+    Rows keep the stage's order: descending confidence."""
+    head, inp = spec.head, spec.inputs[0]
+    k = int(head.max_detections)
+    coordinates = np.asarray(raw["coordinates"], np.float32).reshape(-1, 4)
+    confidence = np.asarray(raw["confidence"], np.float32)
+    confidence = confidence.reshape(-1, confidence.shape[-1])
+    m = min(len(coordinates), k)
+    boxes, scores, classes = np.zeros((1, k, 4), np.float32), np.zeros((1, k), np.float32), np.zeros((1, k), np.float32)
+    if m:
+        centre, half = coordinates[:m, :2], coordinates[:m, 2:] / 2
+        size = np.array([inp.width, inp.height] * 2, np.float32)
+        boxes[0, :m] = np.concatenate([centre - half, centre + half], 1) * size
+        scores[0, :m] = confidence[:m].max(1)
+        classes[0, :m] = confidence[:m].argmax(1)
+    p = head.params
+    out = {p["boxes"]: boxes, p["scores"]: scores, p["classes"]: classes}
+    if p.get("count"):
+        out[p["count"]] = np.array([m], np.float32)
+    return out
 
 
 class CoreMLRunner(Runner):
@@ -159,7 +236,14 @@ class CoreMLRunner(Runner):
                 names = [f"'{n}'" for ops in missing.values() for n in ops]
                 raise UnsupportedOp("', '".join(missing), ", ".join(names[:3]) + (", ..." if len(names) > 3 else ""))
         self.image = json.loads(meta.get("deployer.image_input", "null"))
+        self.graph_nms = bool(self.spec.head.params.get("graph_nms"))
+        if self.graph_nms and self.program is not None and self.program.nms is None:
+            raise OutputMismatch(f"{self.artifact}: the spec has NMS in the graph, the package has no "
+                                 "NonMaximumSuppression stage")
         self.settings = {"engine": engine, "image_input": bool(self.image)}
+        if self.graph_nms:
+            self.settings["nms"] = ("Core ML NonMaximumSuppression stage" if self.program is None
+                                    else "Core ML NonMaximumSuppression stage in numpy (deployer)")
 
     def io(self):
         # An image input is channels-first inside the program, whatever the source's layout.
@@ -182,9 +266,11 @@ class CoreMLRunner(Runner):
     def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feed = {k: self._to_pixels(v) for k, v in feed.items()}
         if self.program is not None:
-            return self.program.run(feed)
-        from PIL import Image
+            raw = self.program.run(feed)
+        else:
+            from PIL import Image
 
-        name = self.spec.inputs[0].name
-        hwc = feed[name][0].transpose(1, 2, 0)
-        return dict(self.model.predict({name: Image.fromarray(np.clip(hwc, 0, 255).round().astype(np.uint8))}))
+            name = self.spec.inputs[0].name
+            hwc = feed[name][0].transpose(1, 2, 0)
+            raw = dict(self.model.predict({name: Image.fromarray(np.clip(hwc, 0, 255).round().astype(np.uint8))}))
+        return finished_detections(raw, self.spec) if self.graph_nms else raw

@@ -588,6 +588,19 @@ def _greedy_nms(boxes, scores, iou_threshold: float) -> list[int]:
     return keep
 
 
+def _pick_top(boxes, best, candidates, labels, iou_threshold: float) -> list[int]:
+    """Greedy NMS of the `candidates` rows, ranked by `best`; with `labels`, only boxes of the
+    same label suppress each other. Kept rows in descending score order (ties: lower index
+    first), the per-label results merged in that order."""
+    if labels is None:
+        return [int(candidates[i]) for i in _greedy_nms(boxes[candidates], best[candidates], iou_threshold)]
+    kept = []
+    for c in np.unique(labels[candidates]):
+        members = candidates[labels[candidates] == c]
+        kept += [int(members[i]) for i in _greedy_nms(boxes[members], best[members], iou_threshold)]
+    return sorted(kept, key=lambda i: (-best[i], i))
+
+
 def _nms_one(boxes, scores, iou_threshold, score_threshold, max_boxes, per_class):
     """One image: boxes (B, 4) centre-size, scores (B, K). A box ranks by its best class
     score; boxes scoring at most score_threshold are dropped first. Per-class suppression
@@ -595,18 +608,30 @@ def _nms_one(boxes, scores, iou_threshold, score_threshold, max_boxes, per_class
     score order. Core ML returns at least one box: the best one when none survives."""
     best = scores.max(-1)
     candidates = np.flatnonzero(best > score_threshold)
-    if per_class:
-        labels = scores.argmax(-1)
-        kept = []
-        for c in np.unique(labels[candidates]):
-            members = candidates[labels[candidates] == c]
-            kept += [int(members[i]) for i in _greedy_nms(boxes[members], best[members], iou_threshold)]
-        kept = sorted(kept, key=lambda i: (-best[i], i))
-    else:
-        kept = [int(candidates[i]) for i in _greedy_nms(boxes[candidates], best[candidates], iou_threshold)]
+    kept = _pick_top(boxes, best, candidates, scores.argmax(-1) if per_class else None, iou_threshold)
     if not kept:
         kept = [int(np.argmax(best))]
     return kept[:max_boxes]
+
+
+def nms_model(confidence, coordinates, iou_threshold: float, confidence_threshold: float, per_class: bool,
+              max_boxes: int | None = None) -> np.ndarray:
+    """Core ML's NonMaximumSuppression *model* (a pipeline stage, NonMaximumSuppression.proto,
+    not the MIL op above): confidence (N, C), coordinates (N, 4) centre x, centre y, width,
+    height. Rows whose best confidence is below `confidence_threshold` are discarded first
+    ("remove bounding boxes below this threshold"); PickTop then keeps the most confident box
+    and suppresses the others within the IoU radius, boxes whose IoU with it is above
+    `iou_threshold` (the proto words it the other way round, but says 1.0 means no
+    suppression, which only "above" gives); with perClass, only among boxes of the same label,
+    "argmax of the confidence". Returns the kept rows, most confident first, at most
+    `max_boxes`; unlike the MIL op, none when nothing passes the threshold."""
+    confidence = np.asarray(confidence, np.float32)
+    confidence = confidence.reshape(-1, confidence.shape[-1])
+    best = confidence.max(-1) if confidence.size else np.zeros(len(confidence), np.float32)
+    candidates = np.flatnonzero(best >= np.float32(confidence_threshold))
+    labels = confidence.argmax(-1) if per_class and confidence.size else None
+    kept = _pick_top(np.asarray(coordinates, np.float32), best, candidates, labels, float(iou_threshold))
+    return np.asarray(kept[:max_boxes] if max_boxes is not None else kept, np.int64)
 
 
 def non_maximum_suppression(boxes, scores, iou_threshold, max_boxes, score_threshold=None,

@@ -26,6 +26,14 @@ precision = "fp32"
 backend = "coreml"
 precision = "fp16"
 thresholds = { min_cosine = 0.998, min_agreement_map50 = 0.9 }
+[[artifacts]]
+backend = "onnx"
+precision = "fp32"
+nms = "graph"               # the anchors decoding and NMS in the graph
+[[artifacts]]
+backend = "openvino"
+precision = "fp32"
+nms = "graph"
 '''
 
 
@@ -86,4 +94,4 @@ def test_recipe_needs_an_anchors_head(tmp_path):
     spec = _spec(tmp_path, head='type = "raw"')
     ran = run_cli("build", str(spec), "--target", "web", "--out", str(tmp_path / "dist"))
     assert ran.returncode == 2
-    assert "field 'head.type': the 'torchvision' recipe's outputs need head.type = 'anchors', got 'raw'" in ran.stderr
+    assert "field 'head.type': the 'torchvision' recipe's outputs need head.type = 'anchors' or 'end2end', got 'raw'" in ran.stderr

@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import ROOT, detector_spec, run_cli
@@ -77,6 +78,87 @@ def test_demo_page_draws_the_yolo_references_boxes(yolo_build):
     for name, m in page["models"].items():
         assert m["reference"] > 0 and m["matched"] == m["reference"], (name, m)
         assert m["page_matched"] == m["page"], (name, m)
+
+
+NMS_PROFILE = '''\
+name = "nms"
+page = true
+[[artifacts]]
+backend = "onnx"
+precision = "fp32"
+nms = "graph"
+runtime = ["onnxruntime", "ort-web-node"]
+[[artifacts]]
+backend = "tfjs"
+precision = "fp32"
+nms = "graph"
+runtime = ["tfjs-node"]
+[[artifacts]]
+backend = "tflite"
+precision = "fp32"
+nms = "graph"
+[[artifacts]]
+backend = "openvino"
+precision = "fp32"
+nms = "graph"
+[[artifacts]]
+backend = "openvino"
+precision = "int8"
+nms = "graph"
+[[artifacts]]
+backend = "coreml"
+precision = "fp16"
+nms = "graph"               # Vision's NMS as the pipeline's last stage
+'''
+
+
+@pytest.fixture(scope="module")
+def yolo_nms_build(yolo_torchscript, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("yolo_nms")
+    (folder / "nms.toml").write_text(NMS_PROFILE)
+    spec = _spec(folder, "yolonms", f'kind = "torch"\npath = "{yolo_torchscript}"', ["output0"],
+                 'type = "yolo"\noutput = "output0"')
+    ran = run_cli("build", str(spec), "--target", str(folder / "nms.toml"), "--out", str(folder / "dist"))
+    return ran, folder / "dist" / "yolonms"
+
+
+def test_graph_nms_artifacts_give_the_references_detections(yolo_nms_build):
+    """[head] nms = "graph": every backend's artifact outputs finished detections, judged by
+    agreement with the source decoded by deployer (no raw tensors to compare)."""
+    ran, model_dir = yolo_nms_build
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert {e["backend"] for e in manifest["artifacts"]} == {"onnx", "tfjs", "tflite", "openvino", "coreml"}
+    for entry in manifest["artifacts"]:
+        assert entry["nms"] == "graph" and entry["variant"] == "nms"
+        for run in entry["parity"].get("runs", [entry["parity"]]):
+            det = run["detection"]
+            assert run["verdict"] == "pass", (entry["backend"], run["runtime"], run["reasons"])
+            assert run["outputs"] == {} and det["reference_detections"] > 0
+            figure, floor = ("agreement_map50", 0.9) if entry["precision"] == "int8" else ("agreement_map50_95", 0.99)
+            assert det[figure] >= floor, (entry["backend"], run["runtime"], det)
+            assert set(run["thresholds"]) <= {"min_agreement_map50_95", "min_agreement_map50", "max_map50_drop"}
+    page = manifest["targets"]["nms"]["page"]
+    assert page["verdict"] == "pass", page
+
+
+def test_graph_nms_outputs_are_what_an_app_reads(yolo_nms_build):
+    """The ONNX artifact alone: four fixed-shape outputs, the count first rows real, the rest zeros."""
+    import onnxruntime as ort
+
+    _, model_dir = yolo_nms_build
+    deployed = json.loads((model_dir / "nms" / "deployer.json").read_text())
+    onnx_entry = next(a for a in deployed["artifacts"] if a["backend"] == "onnx")
+    assert onnx_entry["head"]["type"] == "end2end" and onnx_entry["outputs"][0] == "detection_boxes"
+    session = ort.InferenceSession(str(model_dir / "nms" / Path(onnx_entry["path"]).name))
+    inputs = np.load(model_dir / ".work" / "eval_inputs.npz")["images"][:4]
+    for image in inputs:
+        boxes, scores, classes, count = session.run(None, {"images": image.reshape(1, 3, 192, 192)})
+        n = int(count[0])
+        assert boxes.shape == (1, 100, 4) and 0 < n < 100
+        assert (scores[0, :n] >= 0.25).all() and not scores[0, n:].any() and not boxes[0, n:].any()
+        assert (np.diff(scores[0, :n]) <= 0).all()                # best first
+        assert set(classes[0, :n].astype(int)) <= set(range(4))
 
 
 def test_yolo_with_wrong_labels_names_the_shape(yolo_torchscript, tmp_path):

@@ -108,3 +108,22 @@ def test_decode_is_class_wise_and_thresholded():
 def test_box_iou():
     iou = box_iou(np.array([[0, 0, 10, 10]]), np.array([[5, 0, 15, 10], [20, 20, 30, 30]]))
     np.testing.assert_allclose(iou, [[50 / 150, 0.0]])
+
+
+def test_best_class_decoding_puts_each_box_under_its_best_class_only():
+    """Apple Vision's NMS semantics: a box scoring above the threshold in two classes is a
+    candidate of its best class only, so it cannot survive under the other one."""
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], np.float32)
+    scores = np.array([[0.9, 0.6], [0.3, 0.8], [0.2, 0.7]], np.float32)
+    multi = decode_boxes_scores(boxes, scores, "xyxy", 0.25, 0.5, 100)
+    best = decode_boxes_scores(boxes, scores, "xyxy", 0.25, 0.5, 100, best_class=True)
+    # Multi-label: box 0 in class 0 (0.9), box 1 in class 1 (0.8), box 2 in class 1 (0.7),
+    # box 1 in class 0 (0.3) suppressed by box 0; box 0 in class 1 (0.6) suppressed by box 1.
+    for dets in (multi, best):
+        assert sorted(zip(dets.labels.tolist(), [round(float(s), 2) for s in dets.scores])) == [
+            (0, 0.9), (1, 0.7), (1, 0.8)]
+    # A box whose best class is suppressed does not come back under its second class.
+    scores2 = np.array([[0.9, 0.1], [0.8, 0.6]], np.float32)
+    two = boxes[:2]
+    assert decode_boxes_scores(two, scores2, "xyxy", 0.25, 0.5, 100).labels.tolist() == [0, 1]
+    assert decode_boxes_scores(two, scores2, "xyxy", 0.25, 0.5, 100, best_class=True).labels.tolist() == [0]

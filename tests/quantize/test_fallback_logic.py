@@ -43,3 +43,16 @@ def test_round_rank_prefers_pass_then_fewer_misses_then_figures():
     ranked = sorted([two_misses, one_miss, passing, better_figures], key=round_rank, reverse=True)
     assert ranked == [passing, better_figures, one_miss, two_misses]
     assert round_rank(_entry("fail", ["a"])) < round_rank(_entry("fail", ["a"], a50=0.1))
+
+
+def test_a_collapsed_output_sends_the_heads_decoding_first_and_no_unnamed_node():
+    from deployer.quantize.fallback import collapsed
+
+    rows = [*ROWS, {**_row("concat", 1.0, 0.5, ["", "sigmoid", "concat"]), "head": True},
+            {**_row("mul", 0.5, 0.4), "head": True}]
+    assert rank_for_fallback(rows, [], collapsed=True)[0] == ["sigmoid", "concat", "mul"]
+    assert rank_for_fallback(rows, [], collapsed=True)[1:] == [["mid_conv", "mid"], ["stem"], ["head"]]
+    assert all(n for g in rank_for_fallback(rows, []) for n in g)
+    ok = {"parity": {"outputs": {"y": {"cosine": 0.99, "snr_db": 25.0}}}}
+    gone = {"parity": {"outputs": {"y": {"cosine": 0.99, "snr_db": 25.0}, "s": {"cosine": 0.0, "snr_db": 0.0}}}}
+    assert not collapsed(ok) and collapsed(gone)

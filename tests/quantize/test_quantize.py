@@ -106,9 +106,10 @@ def test_verify_layers_names_first_damaged_tensor(quant_build):
 
 def _forced_fallback(spec, tmp_path, backend, threshold, model="tiny"):
     profile = tmp_path / "strict.toml"
-    # Out of reach of plain INT8 on this model: forces the fallback.
+    # Out of reach of plain INT8 on this model: forces the fallback. The head is quantized too
+    # (by default it stays float), so that the fallback has its damage to repair.
     profile.write_text(f'name = "strict"\n[[artifacts]]\nbackend = "{backend}"\nprecision = "int8"\n'
-                       'options = { fallback_rounds = 2, fallback_layers = 2 }\n'
+                       'options = { fallback_rounds = 2, fallback_layers = 2, quantize_head = true }\n'
                        f'[artifacts.thresholds]\n{threshold}\n')
     dist = tmp_path / "dist"
     run_cli("build", str(spec), "--target", str(profile), "--out", str(dist))

@@ -95,6 +95,10 @@ def test_match_names():
                                                                                 "scores": "output_1"}
     assert match_names(["boxes", "scores"], ["Identity_1", "Identity"], "x") == {"boxes": "Identity",
                                                                                 "scores": "Identity_1"}
+    # TF.js keys some outputs by name and others by graph tensor: exact ones kept, the rest by
+    # the node's number (before the output index).
+    assert match_names(["b", "s", "c", "n"], ["Identity_2:0", "Identity_1:0", "b", "n"], "x") == {
+        "b": "b", "n": "n", "s": "Identity_1:0", "c": "Identity_2:0"}
     with pytest.raises(OutputMismatch, match="has 1 tensors.*lists 2"):
         match_names(["boxes", "scores"], ["output_0"], "x")
 

@@ -17,9 +17,12 @@ class Recipe:
     # make(factory, spec) -> the family's model from the spec's factory, before its weights load
     make: str                   # "module:function", imported in the torch worker only
     # build(model, spec) -> (nn.Module to lower and run as the reference, the head fields it
-    # knows (JSON-able), the anchors array that lower() writes beside the ONNX file)
+    # knows (JSON-able), the anchors array that lower() writes beside the ONNX file: empty
+    # (0, 4) when the graph needs none, e.g. a two-stage detector lowered end to end)
     build: str
-    heads: tuple[str, ...]      # the head types its outputs feed
+    # the head types its outputs feed; which one a given model takes is build()'s to check
+    # (torchvision: one-stage models the anchors head, two-stage ones end2end)
+    heads: tuple[str, ...]
     exporter: str = "auto"      # the torch ONNX exporter used when the spec leaves source.exporter at auto
     summary: str = ""
 

@@ -84,10 +84,13 @@ async function execute(handle, lib, inputs) {
   });
   const tensors = await handle.model.executeAsync(feed, handle.outputNodes);
   const list = Array.isArray(tensors) ? tensors : [tensors];
+  // An output the converter folded to a constant is the model's own weight tensor: disposing
+  // it would break the next run ("Tensor is disposed").
+  const kept = new Set(Object.values(handle.model.weights).flat().map(t => t.dataId));
   const out = {};
   for (let k = 0; k < list.length; k++) {
     out[handle.outputNames[k]] = { data: await list[k].data(), shape: list[k].shape.slice() };
-    list[k].dispose();
+    if (!kept.has(list[k].dataId)) list[k].dispose();
   }
   Object.values(feed).forEach(t => t.dispose());
   return out;

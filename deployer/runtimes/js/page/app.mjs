@@ -84,8 +84,9 @@ async function detect(src) {
   // A TF.js graph model may name its outputs after graph tensors (Identity:0...): they come in
   // the spec's order, so the spec's names are given by position where they are missing.
   const values = Object.values(out);
-  const named = Object.fromEntries(config.outputs.map((n, i) => [n, out[n] ?? values[i]]));
-  const dets = decode(config.head, named, { numClasses: config.labels.length, width: m.width, height: m.height }).map(d => ({
+  // An artifact with NMS in its graph has its own outputs and head (end2end).
+  const named = Object.fromEntries((m.outputs ?? config.outputs).map((n, i) => [n, out[n] ?? values[i]]));
+  const dets = decode(m.head ?? config.head, named, { numClasses: config.labels.length, width: m.width, height: m.height }).map(d => ({
     ...d, name: config.labels[d.label],
     // Back to image pixels, clipped to the image.
     box: [Math.max(0, (d.box[0] - transform.px) / transform.sx), Math.max(0, (d.box[1] - transform.py) / transform.sy),
