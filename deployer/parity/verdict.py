@@ -15,25 +15,46 @@ CHECKS = {
 }
 
 
+def _figures(parity: dict, key: str) -> dict | None:
+    """The figures a threshold applies to ({name: value}), or None where it does not apply."""
+    where, figure, _ = CHECKS[key]
+    det = parity.get("detection") or {}
+    if where == "outputs":
+        return {name: m[figure] for name, m in parity.get("outputs", {}).items()}
+    if figure.startswith("agreement") and det.get("reference_detections") == 0:
+        return None  # the reference found nothing to agree with: not checkable here
+    if key == "max_map50_drop" and det.get("map50") is not None and det.get("reference_map50") is not None:
+        # A drop in points (0..100) of labelled mAP@0.5.
+        return {"labelled": 100.0 * (det["reference_map50"] - det["map50"])}
+    if figure in det:
+        return {"detection": det[figure]}
+    return None  # no detection head or no labels: this threshold does not apply
+
+
+def shortfall(parity: dict, thresholds: dict) -> float:
+    """How far a run's figures are from its thresholds, summed over the checks it misses, each
+    relative to its limit (0 when every check passes): what the INT8 fallback must bring down."""
+    total = 0.0
+    for key, limit in thresholds.items():
+        higher = CHECKS[key][2]
+        for value in (_figures(parity, key) or {}).values():
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                total += 1.0
+                continue
+            miss = (limit - value) if higher else (value - limit)
+            total += max(0.0, miss) / max(abs(limit), 1.0)
+    return total
+
+
 def judge(parity: dict, thresholds: dict, warn_only: bool = False) -> tuple[str, list[str]]:
     """Return (verdict, reasons): pass, fail, warn when the profile tolerates failure, or
     unverified when none of the thresholds could be checked (e.g. no reference detections)."""
     reasons, checked = [], 0
-    det = parity.get("detection") or {}
     for key, limit in thresholds.items():
-        where, figure, higher = CHECKS[key]
-        if where == "outputs":
-            values = {name: m[figure] for name, m in parity.get("outputs", {}).items()}
-        else:
-            if figure.startswith("agreement") and det.get("reference_detections") == 0:
-                continue  # the reference found nothing to agree with: not checkable here
-            if key == "max_map50_drop" and det.get("map50") is not None and det.get("reference_map50") is not None:
-                # A drop in points (0..100) of labelled mAP@0.5.
-                values = {"labelled": 100.0 * (det["reference_map50"] - det["map50"])}
-            elif figure in det:
-                values = {"detection": det[figure]}
-            else:
-                continue  # no detection head or no labels: this threshold does not apply
+        _, figure, higher = CHECKS[key]
+        values = _figures(parity, key)
+        if values is None:
+            continue
         checked += len(values)
         for name, value in values.items():
             bad = (value is None or (isinstance(value, float) and math.isnan(value))

@@ -16,6 +16,7 @@ from pathlib import Path
 from deployer import backends
 from deployer import stages as stage_names
 from deployer.artifacts import build_and_verify
+from deployer.parity.verdict import shortfall
 from deployer.quantize.sensitivity import rank_for_fallback
 from deployer.spec import ArtifactPlan, ModelSpec
 from deployer.stages import attempt
@@ -46,6 +47,7 @@ def round_rank(entry: dict) -> tuple:
     det = parity.get("detection") or {}
     snr = min((o["snr_db"] for o in parity.get("outputs", {}).values()), default=-math.inf)
     return (parity["verdict"] != "fail", -len(parity.get("reasons", [])),
+            -shortfall(parity, parity.get("thresholds", {})),
             det.get("agreement_map50") or 0.0, det.get("agreement_map50_95") or 0.0, snr)
 
 
@@ -56,8 +58,8 @@ def fallback(prep, spec: ModelSpec, target: str, plan: ArtifactPlan, staging: Pa
     Each round ranks layers by their own SQNR drop (quantize/sensitivity.py) on calibration
     images, keeps the next group of them in float (twice as many as the round before) and
     rebuilds in a folder of its own; a collapsed output sends the head's decoding first. It
-    stops at the profile's `fallback_rounds`, or when a round does not improve on the one
-    before. The best round (passing, else closest) is the artifact; the manifest lists every
+    stops at the profile's `fallback_rounds`, or when a round does not bring the missed checks
+    closer to their thresholds (verdict.shortfall). The best round (passing, else closest) is the artifact; the manifest lists every
     round.
     """
     rounds, per_round = plan.options["fallback_rounds"], plan.options["fallback_layers"]
@@ -92,9 +94,10 @@ def fallback(prep, spec: ModelSpec, target: str, plan: ArtifactPlan, staging: Pa
         candidates.append((candidate, folder))
         if candidate["parity"]["verdict"] != "fail":
             break
-        if round_rank(candidate) <= round_rank(current[0]):
+        if shortfall(candidate["parity"], candidate["parity"].get("thresholds", {})) >= \
+                shortfall(current[0]["parity"], current[0]["parity"].get("thresholds", {})):
             entry.setdefault("notes", []).append(f"fallback stopped after round {r + 1}: keeping more layers in "
-                                                 "float did not improve the figures")
+                                                 "float did not bring the missed checks closer to their thresholds")
             break
         current = candidate, folder
     best, folder = max(candidates, key=lambda c: round_rank(c[0]))

@@ -10,7 +10,7 @@ output (1, 4 + nc, N) with cx, cy, w, h in input pixels, as an Ultralytics expor
 (deployer's `yolo` head reads it as layout v8, channels first). Input 1x3x160x160 (letterbox,
 pad 114, /255), 4 classes (circle, square, triangle, star), N = 400 + 100 + 25 = 525.
 
-Training (seeded; about 5 minutes on one CPU thread):
+Training (seeded, bit-for-bit repeatable on one thread; about 4.5 minutes on one CPU thread):
 
     python -m tests.families.yolov8_shapes --train tests/families/yolov8_shapes.pt
 
@@ -18,7 +18,10 @@ Images come from deployer's shapes generator (examples/shapes: train seed 1, hel
 the bundled evaluation images are seed 101, never seen), augmented by the eight flips and
 transposes of the square input. Assignment is the example's centre sampling (grid points inside
 a box, near its centre, on the level of its size: examples/shapes/targets.py), the box loss
-GIoU + DFL, the class loss BCE against the IoU of the predicted box (quality focal weighting).
+GIoU + DFL, the class loss BCE against the IoU of the predicted box (quality focal weighting);
+AdamW, cosine schedule, EMA of the weights (what is saved). The saved weights reach labelled
+mAP@0.5 0.776 / @0.5:0.95 0.551 on 200 held-out generated images, and 0.721 / 0.500 on the
+64 bundled evaluation images (calibration/eval) through deployer's `yolo` head.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from deployer.parity.verdict import judge, worst_run
 
 PARITY = {"outputs": {"a": {"cosine": 0.99, "snr_db": 20.0, "max_abs": 0.1},
@@ -62,3 +64,15 @@ def test_worst_run_is_worst_verdict_then_lowest_cosine():
     runs.append(_run("crashed", "fail"))
     assert worst_run(runs)["runtime"] == "crashed"
     assert worst_run([_run("a", "warn", 0.5), _run("b", "unverified")])["runtime"] == "b"
+
+
+def test_shortfall_measures_how_far_the_missed_checks_are():
+    from deployer.parity.verdict import shortfall
+
+    thresholds = {"min_agreement_map50": 0.9, "max_map50_drop": 1.0}
+    run = {"detection": {"agreement_map50": 0.95, "map50": 0.68, "reference_map50": 0.70, "reference_detections": 9}}
+    assert shortfall(run, thresholds) == pytest.approx(1.0)                 # 2 points dropped, 1 allowed
+    better = {"detection": {**run["detection"], "map50": 0.695}}
+    assert shortfall(better, thresholds) == 0.0                             # passes every check
+    worse = {"detection": {**run["detection"], "agreement_map50": 0.81}}
+    assert shortfall(worse, thresholds) == pytest.approx(1.0 + 0.09 / 1.0)
