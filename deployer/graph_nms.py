@@ -18,11 +18,11 @@ from pathlib import Path
 
 from deployer.backends import get as backend_of
 from deployer.errors import UserError
+from deployer.ir.nms import OUTPUTS
 from deployer.prepare import head_files_key
-from deployer.spec import ArtifactPlan, Head, ModelSpec, Source, TargetProfile
+from deployer.spec import ArtifactPlan, Head, ModelSpec, TargetProfile
 
 STAGE = "deployer.ir.nms:append_nms"
-OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
 
 
 def wanted(plan: ArtifactPlan, spec: ModelSpec) -> bool:
@@ -52,7 +52,15 @@ def derived_spec(spec: ModelSpec, onnx_path: str = "", best_class: bool = False)
     if best_class:   # the source's head, to decode the reference the same way (parity/compare.py)
         head.params["source_head"] = spec.head.to_dict()
     source = dataclasses.replace(spec.source, kind="onnx", path=onnx_path, factory="", weights="", recipe="")
-    return dataclasses.replace(spec, source=Source(**dataclasses.asdict(source)), outputs=list(OUTPUTS), head=head)
+    return dataclasses.replace(spec, source=source, outputs=list(OUTPUTS), head=head)
+
+
+def deployed(entry: dict, spec: ModelSpec) -> dict:
+    """What deployer.json tells an app of an artifact with NMS in its graph: its own outputs and head."""
+    if entry.get("nms") != "graph":
+        return {}
+    head = derived_spec(spec, best_class=backend_of(entry["backend"]).graph_nms_best_class).head
+    return {"outputs": list(OUTPUTS), "head": head.to_dict()}
 
 
 def prepared(prep, spec: ModelSpec, target: str, best_class: bool = False):

@@ -69,11 +69,7 @@ def finish_target(prep: Prepared, spec: ModelSpec, profile: TargetProfile, stagi
     (staging / "deployer.json").write_text(json.dumps({
         "model": spec.name, "labels": spec.labels, "inputs": d["inputs"], "preprocess": d["preprocess"],
         "head": d["head"], "artifacts": [{**{k: e[k] for k in ("backend", "precision", "path") if k in e},
-                                          **({"outputs": list(graph_nms.OUTPUTS),
-                                              "head": graph_nms.derived_spec(
-                                                  spec, best_class=backends.get(e["backend"]).graph_nms_best_class
-                                              ).head.to_dict()}
-                                             if e.get("nms") == "graph" else {})} for e in entries]}, indent=2))
+                                          **graph_nms.deployed(e, spec)} for e in entries]}, indent=2))
     kept = land(staging, prep.model_dir, profile.name, ok, entries)
     status = {"status": "built" if ok else "failed", "profile": profile.path, "kept_previous_build": kept}
     if page is not None:

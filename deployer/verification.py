@@ -22,10 +22,10 @@ def thresholds_for(plan: ArtifactPlan, spec: ModelSpec) -> dict:
     of its precision (spec.RAW_HEAD_THRESHOLDS), so it is judged rather than unverified."""
     tensor = {k for k, (where, _, _) in CHECKS.items() if where == "outputs"}
     if spec.head.params.get("graph_nms"):
-        # Finished detections have no raw tensors to compare: detection thresholds, unless the
-        # profile gave detection thresholds of its own.
+        # Finished detections have no raw tensors to compare: the profile's detection thresholds
+        # for the artifact (int8's defaults are detection ones), else the graph-NMS defaults.
         own = {k: v for k, v in plan.thresholds.items() if k not in tensor}
-        return {**GRAPH_NMS_THRESHOLDS.get(plan.precision, {}), **own}
+        return own or dict(GRAPH_NMS_THRESHOLDS.get(plan.precision, {}))
     if detects(spec) or tensor & set(plan.thresholds):
         return plan.thresholds
     return {**plan.thresholds, **RAW_HEAD_THRESHOLDS.get(plan.precision, {})}

@@ -210,7 +210,7 @@ def test_cli_misspelled_option_exits_2_before_any_work(tmp_path):
      "head.anchors': an anchors head needs the anchors: a .npy file"),
     ('type = "boxes_scores"\nboxes = "boxes"\nscores = "scores"', 'type = "raw"\nnms = "graph"',
      "head.nms': expected 'none': NMS in the graph needs a head whose decoding deployer can add to the graph "
-     "(anchors, boxes_scores, yolo), not 'raw'"),
+     "(anchors, boxes_scores, end2end, yolo), not 'raw'"),
 ])
 def test_head_fields_are_checked_by_the_head_type(tmp_path, old, new, message):
     path = write_spec(tmp_path)

@@ -62,6 +62,23 @@ def _decode(outputs: dict[str, np.ndarray], spec, score_threshold: float) -> lis
     return dets
 
 
+def _graph(g, params: dict, spec):
+    """The boxes and per-class scores the model's own NonMaxSuppression takes, as the other
+    heads' decodings give them (xyxy in input pixels): NMS in the graph then replaces the
+    model's own (tf2onnx's rendering of TF's CombinedNonMaxSuppression, which onnx2tf and
+    coremltools cannot take), its outputs in deployer's layout (0-based classes)."""
+    nms = g.model_nms(getattr(spec, "path", "") or "the spec")
+    boxes = g.op("Reshape", nms.input[0], g.const([1, -1, 4]))
+    if any(a.name == "center_point_box" and a.i == 1 for a in nms.attribute):
+        boxes = g.cxcywh_to_xyxy(boxes)
+    if params["box_format"] == "yxyx":
+        boxes = g.op("Gather", boxes, g.const([1, 0, 3, 2]), axis=2)
+    if params["normalized"]:
+        inp = spec.inputs[0]
+        boxes = g.op("Mul", boxes, g.const(np.array([inp.width, inp.height, inp.width, inp.height], np.float32)))
+    return boxes, g.op("Transpose", nms.input[1], perm=[0, 2, 1])
+
+
 HEAD = HeadType(
     name="end2end",
     fields=(Option("boxes", str, ..., "the name of the boxes output (1, K, 4)"),
@@ -76,5 +93,5 @@ HEAD = HeadType(
             Option("graph_nms", bool, False, "set by deployer: NMS added to the graph by [head] nms = 'graph'"),
             Option("best_class", bool, False, "the model's NMS keeps each box under its best class only (Vision's): "
                    "the reference's detections are compared the same way")),
-    validate=_validate, decode=_decode, complete=_complete,
+    validate=_validate, decode=_decode, complete=_complete, graph=_graph,
     summary="finished detections: boxes, scores, classes (and a count) after the model's own NMS")

@@ -36,10 +36,18 @@ class Graph:
         self.nodes: list = []
         self.initializers: list = []
         self.count = 0
+        # A model that already went through here (an end2end model made by deployer) has names
+        # of this form: new ones must not collide with them.
+        graph = model.graph
+        self.taken = ({n.name for n in graph.node} | {o for n in graph.node for o in n.output}
+                      | {i.name for i in graph.initializer})
 
     def _name(self, what: str) -> str:
-        self.count += 1
-        return f"{PREFIX}{what}_{self.count}"
+        while True:
+            self.count += 1
+            name = f"{PREFIX}{what}_{self.count}"
+            if name not in self.taken and f"{name}:0" not in self.taken:
+                return name
 
     def const(self, value) -> str:
         array = np.asarray(value)
@@ -59,6 +67,14 @@ class Graph:
 
     def op(self, op_type: str, *inputs: str, **attrs) -> str:
         return self.ops(op_type, inputs, 1, **attrs)[0]
+
+    def model_nms(self, where: str):
+        """The model's own NonMaxSuppression node (an end2end model's), the one NMS of its graph."""
+        found = [n for n in self.model.graph.node if n.op_type == "NonMaxSuppression"]
+        if len(found) != 1:
+            raise UserError(f"{where}: field 'head.nms': NMS in the graph replaces an end2end model's own "
+                            f"NonMaxSuppression, and its lowered graph has {len(found)} of them (it needs one)")
+        return found[0]
 
     def axes_op(self, op_type: str, x: str, axes: list[int]) -> str:
         """Squeeze or Unsqueeze: axes an input from opset 13, an attribute before."""
@@ -132,7 +148,35 @@ def _with_outputs(model, g: Graph, tensors: list[str], names: list[str], shapes:
     graph.node.extend(helper.make_node("Identity", [t], [n], name=f"{PREFIX}{n}") for t, n in zip(tensors, names))
     del graph.output[:]
     graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in zip(names, shapes))
+    _prune(graph)
     return out
+
+
+def _used_inside(node) -> set[str]:
+    """Tensors a node's subgraphs (If, Loop bodies) read, outer-scope ones included."""
+    used: set[str] = set()
+    for attr in node.attribute:
+        for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+            for inner in sub.node:
+                used |= set(inner.input) | _used_inside(inner)
+    return used
+
+
+def _prune(graph) -> None:
+    """Drop the nodes and initializers no output needs: the model's own outputs (and, for an
+    end2end model, its own NMS rendering, which converters may not take) once replaced."""
+    needed = {o.name for o in graph.output}
+    kept = []
+    for node in reversed(graph.node):
+        if any(o in needed for o in node.output):
+            kept.append(node)
+            needed |= set(node.input) | _used_inside(node)
+    kept.reverse()
+    del graph.node[:]
+    graph.node.extend(kept)
+    initializers = [i for i in graph.initializer if i.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
 
 
 def _rename(graph, old: str, new: str) -> None:

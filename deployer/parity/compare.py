@@ -97,8 +97,10 @@ def detection_metrics(outputs: dict, spec: ModelSpec, ref: Reference) -> dict | 
         # The artifact's NMS puts each box under its best class only (CoreML's Vision NMS): the
         # source's outputs are decoded the same way, with its own head.
         source_head = Head.from_dict({**spec.head.params["source_head"], "best_class": True})
-        source = dataclasses.replace(spec, head=source_head)
-        reference = decode_all(ref.outputs, source, EVAL_SCORE_THRESHOLD)
+        if source_head.type == "end2end":   # finished detections: each box kept under its best label
+            reference = [d.one_label_per_box() for d in reference]
+        else:
+            reference = decode_all(ref.outputs, dataclasses.replace(spec, head=source_head), EVAL_SCORE_THRESHOLD)
     # The reference's deployed detections (above the head's threshold) are the ground truth.
     pseudo_gt = [d.above(spec.head.score_threshold) for d in reference]
     agreement = mean_average_precision(out_dets, pseudo_gt)

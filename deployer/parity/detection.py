@@ -28,6 +28,16 @@ class Detections:
     def empty(cls) -> "Detections":
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
 
+    def one_label_per_box(self) -> "Detections":
+        """Each box under its best label only: a model's own multi-label NMS lists a box under
+        every class it passed, with the very same coordinates."""
+        if len(self.scores) == 0:
+            return self
+        order = np.argsort(-self.scores, kind="stable")
+        _, first = np.unique(self.boxes[order], axis=0, return_index=True)
+        keep = np.sort(order[first])
+        return Detections(self.boxes[keep], self.scores[keep], self.labels[keep])
+
     def above(self, threshold: float) -> "Detections":
         keep = self.scores >= threshold
         return Detections(self.boxes[keep], self.scores[keep], self.labels[keep])

@@ -1,8 +1,9 @@
 """A TensorFlow SavedModel that ends in its own NMS (the TF Object Detection API's outputs:
 normalised yxyx boxes, scores, 1-based classes, a count), built from the trained Keras
 example: detection parity through the `end2end` head where the runtime runs NMS (ONNX
-Runtime, ONNX Runtime Web in Chromium with the demo page, OpenVINO), and a failure naming
-the op where the converter cannot take it (TFLite via onnx2tf, CoreML)."""
+Runtime, ONNX Runtime Web in Chromium with the demo page, OpenVINO), a failure naming the op
+where the converter cannot take it (TFLite via onnx2tf, CoreML), and, with `nms = "graph"`, the
+model's own NMS replaced by deployer's so that TFLite, TF.js and CoreML take it."""
 
 from __future__ import annotations
 
@@ -57,6 +58,23 @@ precision = "fp32"
 [[artifacts]]
 backend = "coreml"
 precision = "fp16"
+[[artifacts]]
+backend = "tflite"
+precision = "fp32"
+nms = "graph"               # the model's own NMS replaced by deployer's: what onnx2tf converts
+[[artifacts]]
+backend = "tfjs"
+precision = "fp32"
+nms = "graph"
+runtime = ["tfjs-node"]
+[[artifacts]]
+backend = "coreml"
+precision = "fp16"
+nms = "graph"               # Vision's NMS in a pipeline
+# Vision keeps each box under its best class only, where the model's own NMS (TF's combined
+# NMS) is multi-label; the finished detections cannot be re-decoded the same way, so agreement
+# is lower by construction (~0.82 here) and the labelled mAP drop is what is judged.
+thresholds = { min_agreement_map50 = 0.8, max_map50_drop = 1.0 }
 '''
 
 
@@ -80,19 +98,20 @@ def e2e_build(tmp_path_factory):
 
 def test_end2end_detection_parity_where_nms_runs(e2e_build):
     _, manifest = e2e_build
-    built = {e["backend"]: e for e in manifest["artifacts"] if e["status"] == "built"}
-    assert set(built) == {"onnx", "openvino"}
+    built = {(e["backend"], e.get("nms", "")): e for e in manifest["artifacts"] if e["status"] == "built"}
+    assert set(built) == {("onnx", ""), ("openvino", ""), ("tflite", "graph"), ("tfjs", "graph"), ("coreml", "graph")}
     for entry in built.values():
         for run in entry["parity"].get("runs", [entry["parity"]]):
             det = run["detection"]
             assert run["verdict"] == "pass", (entry["backend"], run["runtime"], run["reasons"])
-            assert det["reference_detections"] > 0 and det["agreement_map50_95"] > 0.99, det
+            floor = 0.8 if entry["backend"] == "coreml" else 0.99
+            assert det["reference_detections"] > 0 and det["agreement_map50_95"] > floor, det
             assert det["reference_map50"] > 0.5          # the trained model, read correctly
 
 
 def test_converters_that_cannot_take_nms_name_the_op(e2e_build):
     ran, manifest = e2e_build
-    failed = {e["backend"]: e["error"] for e in manifest["artifacts"] if e["status"] == "failed"}
+    failed = {e["backend"]: e["error"] for e in manifest["artifacts"] if e["status"] == "failed" and "nms" not in e}
     assert "ONNX node" in failed["tflite"] and "(op " in failed["tflite"]
     assert "CombinedNonMaxSuppression" in failed["coreml"]
     assert ran.returncode == 1

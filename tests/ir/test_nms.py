@@ -66,10 +66,37 @@ def test_model_outputs_named_like_the_finished_ones_are_renamed():
     np.testing.assert_allclose(boxes[:, :2], cxcywh[:, :2] - cxcywh[:, 2:] / 2, atol=1e-5)
 
 
-def test_heads_without_graph_decoding_are_refused():
+def test_an_end2end_models_own_nms_is_replaced():
+    """An end2end model (here: a yolo case with deployer's NMS, standing for tf2onnx's rendering
+    of CombinedNonMaxSuppression) gets its own NMS replaced: the model's NMS inputs are taken
+    as boxes and per-class scores, the rest of its post-processing is pruned."""
+    from tests.heads.cases import Spec
+
+    spec, arrays, _ = CASES["yolo_v8"]()
+    _, end2end_model, _ = with_nms(_passthrough(arrays), spec)
+    first = _run(end2end_model, arrays)
+    e2e = Spec("end2end", {"boxes": "detection_boxes", "scores": "detection_scores", "classes": "detection_classes",
+                           "count": "num_detections", "box_format": "xyxy", "normalized": False, "class_offset": 0})
+    _, again, _ = with_nms(end2end_model, e2e)
+    assert sum(n.op_type == "NonMaxSuppression" for n in again.graph.node) == 1      # the old one pruned
+    out = _run(again, arrays)
+    for name in OUTPUTS:
+        np.testing.assert_allclose(out[name], first[name], atol=1e-5)
+
+
+def test_an_end2end_model_without_nms_is_refused():
     spec, arrays, _ = CASES["end2end"]()
-    with pytest.raises(UserError, match="head.nms.*'end2end' has no graph decoding"):
+    with pytest.raises(UserError, match="head.nms.*replaces an end2end model's own NonMaxSuppression.*has 0"):
         with_nms(_passthrough(arrays), spec)
+
+
+def test_heads_without_graph_decoding_are_refused():
+    from tests.heads.cases import Spec
+
+    spec, arrays, _ = CASES["boxes_scores"]()
+    raw = Spec("raw", {})
+    with pytest.raises(UserError, match="head.nms.*'raw' has no graph decoding"):
+        with_nms(_passthrough(arrays), raw)
 
 
 def test_old_opsets_are_refused_with_the_field_named():
