@@ -85,6 +85,7 @@ def cmd_build(args) -> int:
         manifest = pipeline.build(spec, profiles, opts, calibration=args.calib or "", evaluation=args.eval or "")
     print_report(manifest, names, console)
     _print_lint(manifest.get("int8_lint"), console)
+    _print_coverage(manifest.get("calibration_coverage"), console)
     reused = sum(s["reused"] for s in _steps(manifest, names))
     console.print(f"built in {manifest['build_seconds']:.1f} s ({reused} of {len(_steps(manifest, names))} stages "
                   f"reused from the cache)")
@@ -100,6 +101,16 @@ def _print_lint(found, console) -> None:
     for f in found or []:
         console.print(f"INT8 lint: node '{f['node']}' ({f['op']}) {f['issue']}; {f['action']}",
                       markup=False, highlight=False)
+
+
+def _print_coverage(covered, console) -> None:
+    """A warning naming the layers where the evaluation images exceed the calibration ranges."""
+    if not covered or "error" in covered or not covered["beyond_count"]:
+        return
+    worst = ", ".join(f"'{r['node']}' ({r['op']}, {r['ratio']:.1f}x)" for r in covered["beyond"][:3])
+    console.print(f"calibration coverage: on {covered['beyond_count']} of {covered['tensors']} tensors the evaluation "
+                  f"images exceed the calibration range by more than {covered['margin']:.0%} (worst: {worst}); "
+                  "calibrate on images like those the model will see", markup=False, highlight=False)
 
 
 def cmd_verify(args) -> int:

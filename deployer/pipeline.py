@@ -89,7 +89,12 @@ def build(spec: ModelSpec, profiles: list[TargetProfile], opts: BuildOptions, ca
         prep = prepare(spec, opts, calibration, evaluation, pool,
                        warm_up=lambda: pool.prewarm(_families(spec, profiles), opts.timeout))
         stagings = {p.name: new_staging(prep.model_dir, p.name) for p in profiles}
-        lint = int8_lint(prep, spec) if any(a.precision == "int8" for p in profiles for a in p.artifacts) else None
+        int8 = any(a.precision == "int8" for p in profiles for a in p.artifacts)
+        lint = _check(prep, "int8 lint", stage_names.INT8_LINT, onnx_path=str(prep.onnx_path),
+                      inputs=str(prep.calib_inputs), names=[i.name for i in spec.inputs]) if int8 else None
+        covered = _check(prep, "calibration coverage", stage_names.COVERAGE, onnx_path=str(prep.onnx_path),
+                         calibration=str(prep.calib_inputs), evaluation=str(prep.eval_inputs),
+                         names=[i.name for i in spec.inputs]) if int8 else None
         # A thread per artifact and per target, each waiting on its own stages: the pool bounds
         # the work, and a target lands as soon as its own artifacts are done.
         artifacts = sum(len(p.artifacts) for p in profiles)
@@ -114,23 +119,24 @@ def build(spec: ModelSpec, profiles: list[TargetProfile], opts: BuildOptions, ca
     record = build_record(spec, prep, toolchain.versions(), __version__, time.perf_counter() - start)
     if lint is not None:
         record["int8_lint"] = lint
+        record["calibration_coverage"] = covered
     manifest = merge_manifest(load_manifest(prep.model_dir), record, results)
     write_manifest(prep.model_dir, manifest)
     return manifest
 
 
-def int8_lint(prep: Prepared, spec: ModelSpec) -> list[dict] | dict:
-    """The INT8 lint of the lowered model on the calibration images, once per build (cached):
-    its findings, or {"error": ...} when it could not run (it never fails a build)."""
-    key = prep.cache.key("lint", stage_names.INT8_LINT, prep.keys["onnx"], prep.keys["calib"])
+def _check(prep: Prepared, step: str, stage: str, **kwargs) -> list | dict:
+    """A build-wide INT8 check of the lowered model (the lint, the calibration coverage), once
+    per build and cached: its value, or {"error": ...} when it could not run (it never fails
+    a build)."""
+    key = prep.cache.key("lint", stage, prep.keys["onnx"], prep.keys["calib"], prep.keys["eval"])
     start = time.perf_counter()
     found, error = attempt(lambda: prep.cache.cached("lint", key, lambda folder: prep.stages.run(
-        stage_names.INT8_LINT, ("", "", "int8 lint"), "onnx", -50, onnx_path=str(prep.onnx_path),
-        inputs=str(prep.calib_inputs), names=[i.name for i in spec.inputs]).value))
+        stage, ("", "", step), "onnx", -50, **kwargs).value))
     if error:
         return {"error": error}
     hit, reused = found
-    prep.add_step("", "int8 lint", start, reused)
+    prep.add_step("", step, start, reused)
     return hit.value
 
 

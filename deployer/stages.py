@@ -25,6 +25,7 @@ LAYER_ERRORS = "deployer.quantize.sensitivity:layer_errors"   # per-layer SQNR a
 CHECK_PAGE = "deployer.runtimes.js:check_page"          # the web demo page in headless Chromium
 INSPECT = "deployer.ir.inspect:inspect"                 # interface, ops and backend support of an ONNX file
 INT8_LINT = "deployer.quantize.lint:lint"               # graph patterns int8 handles badly, before calibration
+COVERAGE = "deployer.quantize.lint:coverage"            # activation ranges: calibration vs evaluation images
 
 T = TypeVar("T")
 

@@ -35,3 +35,20 @@ def run_exposed(model, feeds: list[dict]) -> dict[str, np.ndarray]:
     runs = [session.run(names, f) for f in feeds]
     return {n: np.stack([r[i] for r in runs]) for i, n in enumerate(names)
             if len({r[i].shape for r in runs}) == 1}
+
+
+def max_abs_exposed(model, feeds) -> dict[str, float]:
+    """The largest magnitude of every output of a model (from expose_all) over the feeds, kept
+    as a running maximum: no tensor of every sample held at once."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    top: dict[str, float] = {}
+    for feed in feeds:
+        for name, value in zip(names, session.run(names, feed)):
+            if value.size and np.issubdtype(value.dtype, np.floating):
+                top[name] = max(top.get(name, 0.0), float(np.abs(value).max()))
+    return top

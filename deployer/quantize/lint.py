@@ -143,3 +143,40 @@ def lint(onnx_path: str, inputs: str = "", names: list[str] | None = None, count
         found += [f for f in lint_ranges(model, feeds, head) if f["node"] not in seen]
     order = {n.name: i for i, n in enumerate(model.graph.node)}
     return sorted(found, key=lambda f: order.get(f["node"], 0))
+
+
+COVERAGE_MARGIN = 0.2   # evaluation ranges more than 20% beyond calibration's are reported
+
+
+def coverage(onnx_path: str, calibration: str, evaluation: str, names: list[str],
+             margin: float = COVERAGE_MARGIN) -> dict:
+    """Worker stage: does the calibration set cover what the model sees at evaluation? The
+    largest magnitude of every float tensor over every calibration and evaluation input; the
+    layers where evaluation exceeds calibration by more than `margin` (their int8 range, set
+    on calibration, clips there), worst first."""
+    import onnx
+
+    from deployer.ir.onnx_ir import name_nodes
+    from deployer.ir.probe import expose_all, max_abs_exposed
+
+    model = onnx.load(onnx_path)
+    name_nodes(model)
+    exposed = expose_all(model)
+    ranges, counts = [], []
+    for path in (calibration, evaluation):
+        data = np.load(path)
+        n = len(data[names[0]])
+        ranges.append(max_abs_exposed(exposed, ({k: data[k][j] for k in names} for j in range(n))))
+        counts.append(n)
+    calib, evals = ranges
+    producer = {o: n for n in model.graph.node for o in n.output}
+    beyond = []
+    for tensor, seen in evals.items():
+        top = calib.get(tensor, 0.0)
+        if tensor in producer and seen > (1 + margin) * top and seen > 1e-6:
+            node = producer[tensor]
+            beyond.append({"node": node.name, "op": node.op_type, "tensor": tensor, "calibration_max": top,
+                           "evaluation_max": seen, "ratio": seen / top if top else float("inf")})
+    beyond.sort(key=lambda r: -r["ratio"])
+    return {"tensors": len(evals), "margin": margin, "calibration_images": counts[0], "evaluation_images": counts[1],
+            "beyond": beyond[:10], "beyond_count": len(beyond)}
