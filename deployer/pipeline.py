@@ -89,17 +89,19 @@ def build(spec: ModelSpec, profiles: list[TargetProfile], opts: BuildOptions, ca
         prep = prepare(spec, opts, calibration, evaluation, pool,
                        warm_up=lambda: pool.prewarm(_families(spec, profiles), opts.timeout))
         stagings = {p.name: new_staging(prep.model_dir, p.name) for p in profiles}
-        int8 = any(a.precision == "int8" for p in profiles for a in p.artifacts)
-        lint = _check(prep, "int8 lint", stage_names.INT8_LINT, onnx_path=str(prep.onnx_path),
-                      inputs=str(prep.calib_inputs), names=[i.name for i in spec.inputs]) if int8 else None
-        covered = _check(prep, "calibration coverage", stage_names.COVERAGE, onnx_path=str(prep.onnx_path),
-                         calibration=str(prep.calib_inputs), evaluation=str(prep.eval_inputs),
-                         names=[i.name for i in spec.inputs]) if int8 else None
         # A thread per artifact and per target, each waiting on its own stages: the pool bounds
-        # the work, and a target lands as soon as its own artifacts are done.
+        # the work, and a target lands as soon as its own artifacts are done. The INT8 checks
+        # (lint, calibration coverage) run beside them, after every other waiting stage.
         artifacts = sum(len(p.artifacts) for p in profiles)
         with ThreadPoolExecutor(max(1, artifacts)) as artifact_threads, \
-                ThreadPoolExecutor(max(1, len(profiles))) as target_threads:
+                ThreadPoolExecutor(max(1, len(profiles))) as target_threads, ThreadPoolExecutor(2) as checks:
+            int8 = [] if not any(a.precision == "int8" for p in profiles for a in p.artifacts) else [
+                checks.submit(_check, prep, "int8 lint", stage_names.INT8_LINT, onnx_path=str(prep.onnx_path),
+                              inputs=str(prep.calib_inputs), names=[i.name for i in spec.inputs]),
+                checks.submit(_check, prep, "calibration coverage", stage_names.COVERAGE,
+                              onnx_path=str(prep.onnx_path), calibration=str(prep.calib_inputs),
+                              evaluation=str(prep.eval_inputs), names=[i.name for i in spec.inputs])]
+
             def run_target(profile: TargetProfile) -> tuple[list, dict]:
                 after = int(profile.page and detects(spec))   # the demo page waits for these artifacts
                 futures = [artifact_threads.submit(build_artifact, prep, spec, profile.name, plan,
@@ -112,14 +114,14 @@ def build(spec: ModelSpec, profiles: list[TargetProfile], opts: BuildOptions, ca
                 results[name] = future.result()
                 if on_target_done:
                     on_target_done(name, results[name])
+            int8 = [f.result() for f in int8]
     finally:
         pool.close()
         for staging in stagings.values():
             shutil.rmtree(staging, ignore_errors=True)
     record = build_record(spec, prep, toolchain.versions(), __version__, time.perf_counter() - start)
-    if lint is not None:
-        record["int8_lint"] = lint
-        record["calibration_coverage"] = covered
+    if int8:
+        record["int8_lint"], record["calibration_coverage"] = int8
     manifest = merge_manifest(load_manifest(prep.model_dir), record, results)
     write_manifest(prep.model_dir, manifest)
     return manifest
@@ -132,7 +134,7 @@ def _check(prep: Prepared, step: str, stage: str, **kwargs) -> list | dict:
     key = prep.cache.key("lint", stage, prep.keys["onnx"], prep.keys["calib"], prep.keys["eval"])
     start = time.perf_counter()
     found, error = attempt(lambda: prep.cache.cached("lint", key, lambda folder: prep.stages.run(
-        stage, ("", "", step), "onnx", -50, **kwargs).value))
+        stage, ("", "", step), "onnx", 1, **kwargs).value))
     if error:
         return {"error": error}
     hit, reused = found
