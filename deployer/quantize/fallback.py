@@ -83,7 +83,7 @@ def fallback(prep, spec: ModelSpec, target: str, plan: ArtifactPlan, staging: Pa
         if not groups:
             break
         kept = kept + [n for g in groups for n in g if n not in kept]
-        folder = staging / f".fallback-{r + 1}"
+        folder = staging / f".fallback-{plan.key}-{r + 1}"   # artifacts of a target fall back at once
         folder.mkdir()
         candidate = build_and_verify(prep, spec, target, plan, folder, {**plan.options, "exclude": kept}, after)
         if candidate["status"] != "built":
