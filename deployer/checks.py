@@ -99,7 +99,8 @@ def _bench_all(model_dir: Path, manifest: dict, spec, stages, inputs: Path, runs
         result, error = attempt(lambda: stages.run(
             stage_names.BENCH, (entry["target"], plan.key, "bench"), runtimes.get(plan.runtime).family,
             runtime=plan.runtime, artifact=str(model_dir / entry["path"]),
-            spec=(graph_nms.derived_spec(spec) if graph_nms.wanted(plan, spec) else spec).to_dict(), inputs=str(inputs),
+            spec=(graph_nms.derived_for(spec, plan.backend) if graph_nms.wanted(plan, spec) else spec).to_dict(),
+            inputs=str(inputs),
             settings=plan.runtime_settings, warmup=warmup, runs=runs))
         if error:
             entry["bench"] = {"error": error}

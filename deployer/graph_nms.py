@@ -55,15 +55,20 @@ def derived_spec(spec: ModelSpec, onnx_path: str = "", best_class: bool = False)
     return dataclasses.replace(spec, source=source, outputs=list(OUTPUTS), head=head)
 
 
+def derived_for(spec: ModelSpec, backend: str, onnx_path: str = "") -> ModelSpec:
+    """derived_spec with the NMS semantics of `backend`'s artifacts (best class or not)."""
+    return derived_spec(spec, onnx_path, backend_of(backend).graph_nms_best_class)
+
+
 def deployed(entry: dict, spec: ModelSpec) -> dict:
     """What deployer.json tells an app of an artifact with NMS in its graph: its own outputs and head."""
     if entry.get("nms") != "graph":
         return {}
-    head = derived_spec(spec, best_class=backend_of(entry["backend"]).graph_nms_best_class).head
+    head = derived_for(spec, entry["backend"]).head
     return {"outputs": list(OUTPUTS), "head": head.to_dict()}
 
 
-def prepared(prep, spec: ModelSpec, target: str, best_class: bool = False):
+def prepared(prep, spec: ModelSpec, target: str, backend: str):
     """(the Prepared and spec an artifact with NMS in its graph builds from, the added nodes):
     the NMS model made once per build (whichever artifact asks first) and cached."""
     key = prep.cache.key("nms", STAGE, prep.keys["onnx"], spec.head.to_dict(), spec.labels, spec.inputs,
@@ -83,7 +88,7 @@ def prepared(prep, spec: ModelSpec, target: str, best_class: bool = False):
     onnx_path = hit.folder / "model_nms.onnx"
     info = {**prep.onnx_info, "outputs": hit.value["outputs"]}
     derived = dataclasses.replace(prep, onnx_path=onnx_path, onnx_info=info, keys={**prep.keys, "onnx": key})
-    return derived, derived_spec(spec, str(onnx_path), best_class), hit.value["nodes"]
+    return derived, derived_for(spec, backend, str(onnx_path)), hit.value["nodes"]
 
 
 def for_plan(prep, spec: ModelSpec, plan: ArtifactPlan, target: str):
@@ -91,4 +96,4 @@ def for_plan(prep, spec: ModelSpec, plan: ArtifactPlan, target: str):
     the artifact has NMS in its graph, else the build's own (and no nodes)."""
     if not wanted(plan, spec):
         return prep, spec, []
-    return prepared(prep, spec, target, backend_of(plan.backend).graph_nms_best_class)
+    return prepared(prep, spec, target, plan.backend)

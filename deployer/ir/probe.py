@@ -22,16 +22,21 @@ def expose_all(model):
     return model
 
 
-def run_exposed(model, feeds: list[dict]) -> dict[str, np.ndarray]:
-    """Run a model (from expose_all) on each feed; every output stacked over the feeds, except
-    those whose shape changes with the input (after an NMS: nothing to compare element-wise)."""
+def _session(model):
+    """(an ONNX Runtime session of a model from expose_all, its output names)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     # Keep every tensor as the graph computes it: no fusion may hide an exposed tensor.
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
+    return session, [o.name for o in session.get_outputs()]
+
+
+def run_exposed(model, feeds: list[dict]) -> dict[str, np.ndarray]:
+    """Run a model (from expose_all) on each feed; every output stacked over the feeds, except
+    those whose shape changes with the input (after an NMS: nothing to compare element-wise)."""
+    session, names = _session(model)
     runs = [session.run(names, f) for f in feeds]
     return {n: np.stack([r[i] for r in runs]) for i, n in enumerate(names)
             if len({r[i].shape for r in runs}) == 1}
@@ -40,12 +45,7 @@ def run_exposed(model, feeds: list[dict]) -> dict[str, np.ndarray]:
 def max_abs_exposed(model, feeds) -> dict[str, float]:
     """The largest magnitude of every output of a model (from expose_all) over the feeds, kept
     as a running maximum: no tensor of every sample held at once."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
+    session, names = _session(model)
     top: dict[str, float] = {}
     for feed in feeds:
         for name, value in zip(names, session.run(names, feed)):

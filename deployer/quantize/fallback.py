@@ -59,8 +59,8 @@ def fallback(prep, spec: ModelSpec, target: str, plan: ArtifactPlan, staging: Pa
     images, keeps the next group of them in float (twice as many as the round before) and
     rebuilds in a folder of its own; a collapsed output sends the head's decoding first. It
     stops at the profile's `fallback_rounds`, or when a round does not bring the missed checks
-    closer to their thresholds (verdict.shortfall). The best round (passing, else closest) is the artifact; the manifest lists every
-    round.
+    closer to their thresholds (verdict.shortfall). The best round (passing, else closest) is
+    the artifact; the manifest lists every round.
     """
     rounds, per_round = plan.options["fallback_rounds"], plan.options["fallback_layers"]
     kept: list[str] = list(plan.options["exclude"])

@@ -25,7 +25,7 @@ def decode_nodes(model) -> list[str]:
     producer = {out: node for node in graph.node for out in node.output}
 
     def fed_by_softmax(node) -> bool:
-        seen, todo = set(), [i for i in node.input[:1]]
+        seen, todo = set(), list(node.input[:1])
         while todo:
             src = producer.get(todo.pop())
             if src is None or src.name in seen:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from deployer.quantize.head_float import MOVES as HEAD_MOVES
+
 RANGE_RATIO = 100.0
 MAXPOOL_WINDOW = 7          # larger windows: one outlier sets the scale of a wide neighbourhood
 # Activations whose int8 rendering loses much (steep or unbounded curves, or lookup tables a
@@ -23,18 +25,18 @@ BAD_ACTIVATIONS = {
     "Reciprocal": "unbounded near 0", "Div": "unbounded near 0 of the divisor",
 }
 PROBABILITIES = {"Sigmoid", "Softmax", "HardSigmoid"}
-MOVES = {"Reshape", "Transpose", "Identity", "Squeeze", "Unsqueeze", "Flatten", "Slice", "Split", "Gather"}
+# Data movement a probability passes through unchanged in meaning (slices of it included).
+MOVES = HEAD_MOVES | {"Slice", "Split", "Gather"}
 
 
 def _finding(node, issue: str, action: str) -> dict:
     return {"node": node.name, "op": node.op_type, "issue": issue, "action": action}
 
 
-def _action(node_name: str, head: set[str], fallback: bool = True) -> str:
+def _action(node_name: str, head: set[str]) -> str:
     if node_name in head:
         return "kept in float: part of the head's decoding (options.quantize_head = true would quantize it)"
-    return ("the accuracy-aware fallback keeps it in float if the artifact misses its thresholds" if fallback
-            else "quantized as is")
+    return "the accuracy-aware fallback keeps it in float if the artifact misses its thresholds"
 
 
 def lint_graph(model, head: set[str]) -> list[dict]:
@@ -57,12 +59,15 @@ def lint_graph(model, head: set[str]) -> list[dict]:
 
     found = []
     outputs = {o.name for o in graph.output}
+    consumers: dict[str, list] = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
     for node in graph.node:
         attrs = {a.name: a for a in node.attribute}
         if node.op_type == "Concat":
             kinds = {is_probability(i) for i in node.input if i not in consts}
-            feeds_output = any(o in outputs for o in node.output) or _reaches_output(node, graph, outputs)
-            if kinds == {True, False} and feeds_output:
+            if kinds == {True, False} and _reaches_output(node, consumers, outputs):
                 found.append(_finding(node, "concatenates probabilities (0..1) with other values (box coordinates) "
                                       "into an output: one int8 scale for both quantizes the probabilities to 0",
                                       _action(node.name, head)))
@@ -85,12 +90,8 @@ def lint_graph(model, head: set[str]) -> list[dict]:
     return found
 
 
-def _reaches_output(node, graph, outputs: set[str]) -> bool:
-    """Whether `node`'s result reaches a graph output through data movement only."""
-    consumers: dict[str, list] = {}
-    for n in graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+def _reaches_output(node, consumers: dict[str, list], outputs: set[str]) -> bool:
+    """Whether `node`'s result is a graph output or reaches one through data movement only."""
     todo, seen = list(node.output), set()
     while todo:
         t = todo.pop()
@@ -106,14 +107,14 @@ def _reaches_output(node, graph, outputs: set[str]) -> bool:
 def lint_ranges(model, feeds: list[dict], head: set[str]) -> list[dict]:
     """Concatenations whose inputs' ranges (max |x| on the sample inputs) differ by more than
     RANGE_RATIO."""
-    from deployer.ir.probe import expose_all, run_exposed
+    from deployer.ir.probe import expose_all, max_abs_exposed
 
-    values = run_exposed(expose_all(model), feeds)
+    top = max_abs_exposed(expose_all(model), feeds)
     found = []
     for node in model.graph.node:
         if node.op_type != "Concat":
             continue
-        ranges = [float(np.abs(values[i]).max()) for i in node.input if i in values]
+        ranges = [top[i] for i in node.input if i in top]
         ranges = [r for r in ranges if r > 0]
         if len(ranges) >= 2 and max(ranges) / min(ranges) > RANGE_RATIO:
             found.append(_finding(node, f"concatenates tensors whose ranges differ {max(ranges) / min(ranges):.0f}x "

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from deployer import backends
 from deployer.errors import StageError
-from deployer.graph_nms import derived_spec
+from deployer.graph_nms import derived_for
 from deployer.heads import registry as heads
 from deployer.spec import ModelSpec
 
@@ -47,7 +47,7 @@ def _model_entry(entry: dict, spec: ModelSpec, staging: Path) -> dict | None:
     model = {"name": name, "engine": engine, "url": url, "input_shape": shape, "layout": layout,
              "width": inp.width, "height": inp.height}
     if entry.get("nms") == "graph":   # finished detections: its own outputs and head
-        derived = derived_spec(spec)
+        derived = derived_for(spec, entry["backend"])
         model.update({"outputs": derived.outputs, "head": derived.head.to_dict()})
     return model
 

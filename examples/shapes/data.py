@@ -18,11 +18,12 @@ PRE = Preprocess()
 TRAIN_SEED, HELDOUT_SEED = 1, 2
 
 
-def make_split(count: int, seed: int) -> tuple[np.ndarray, list]:
-    """Letterboxed uint8 NCHW images and their (boxes, labels) in network pixels."""
+def make_split(count: int, seed: int, size: int = SIZE) -> tuple[np.ndarray, list]:
+    """Letterboxed uint8 NCHW images (size x size) and their (boxes, labels) in network pixels."""
+    inp = INPUT if size == SIZE else InputSpec("images", [1, 3, size, size])
     xs, targets = [], []
     for s in generate(count, seed):
-        x, tf = prepare(s.image, INPUT, PRE)
+        x, tf = prepare(s.image, inp, PRE)
         xs.append((x[0] * 255).round().astype(np.uint8))
         targets.append((tf.to_network(s.boxes), s.labels))
     return np.stack(xs), targets

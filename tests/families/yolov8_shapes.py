@@ -134,21 +134,6 @@ def load(weights: str | Path = WEIGHTS) -> YoloV8Shapes:
 
 # ---------------------------------------------------------------------------- training
 
-def _split(count: int, seed: int) -> tuple[np.ndarray, list]:
-    """Letterboxed uint8 NCHW images at SIZE and their (boxes xyxy, labels) in network pixels."""
-    from deployer.datasets.preprocess import prepare
-    from deployer.datasets.synth import generate
-    from deployer.spec import InputSpec, Preprocess
-
-    inp, pre = InputSpec("images", [1, 3, SIZE, SIZE]), Preprocess()
-    xs, targets = [], []
-    for s in generate(count, seed):
-        x, tf = prepare(s.image, inp, pre)
-        xs.append((x[0] * 255).round().astype(np.uint8))
-        targets.append((tf.to_network(s.boxes), s.labels))
-    return np.stack(xs), targets
-
-
 def _dihedral(x: torch.Tensor, targets: list, k: int) -> tuple[torch.Tensor, list]:
     """One of the 8 flips/transposes of a square batch (bit 0: horizontal flip, bit 1:
     vertical flip, bit 2: transpose), boxes alike."""
@@ -232,14 +217,14 @@ def evaluate(model: nn.Module, xs: np.ndarray, targets: list, batch: int = 50) -
 
 
 def train(out: Path, steps: int, batch: int, images: int, heldout: int, lr: float, seed: int) -> dict:
-    from examples.shapes.data import HELDOUT_SEED, TRAIN_SEED
+    from examples.shapes.data import HELDOUT_SEED, TRAIN_SEED, make_split
     from examples.shapes.targets import grid
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     start = time.time()
-    train_x, train_t = _split(images, TRAIN_SEED)
-    held_x, held_t = _split(heldout, HELDOUT_SEED)
+    train_x, train_t = make_split(images, TRAIN_SEED, SIZE)
+    held_x, held_t = make_split(heldout, HELDOUT_SEED, SIZE)
     print(f"data ready in {time.time() - start:.0f} s", flush=True)
     points, strides = grid(SIZE)
     model = build().train()
