@@ -76,6 +76,9 @@ def build_and_verify(prep: Prepared, spec: ModelSpec, target: str, plan: Artifac
              "status": "built", "notes": info.get("notes", [])}
     if "quantization" in info:
         entry["quantization"] = info["quantization"]
-    entry["parity"], runs = verify_artifact(prep, spec, plan, out_dir / info["path"], sha256, target, after=after)
+    if info.get("decode"):   # outputs before the head's decoding, which is this file (ir/split.py)
+        entry["decode"] = f"{target}/{info['decode']}"
+    entry["parity"], runs = verify_artifact(prep, spec, plan, out_dir / info["path"], sha256, target, after=after,
+                                            decode=out_dir / info["decode"] if info.get("decode") else None)
     entry["stages"] = [{"step": "build", "seconds": 0.0 if reused else info["stage_seconds"], "reused": reused}, *runs]
     return entry

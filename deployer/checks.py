@@ -74,7 +74,12 @@ def _verify_all(model_dir: Path, manifest: dict, spec, prep) -> None:
             continue
         own_prep, own_spec, _ = made
         entry["parity"], _ = verify_artifact(own_prep, own_spec, plan, artifact, entry["sha256"], entry["target"],
-                                             rerun=True)
+                                             rerun=True, decode=_decode_of(model_dir, entry))
+
+
+def _decode_of(model_dir: Path, entry: dict) -> Path | None:
+    """The float decoding that follows an artifact of pre-decode outputs, if it is one."""
+    return model_dir / entry["decode"] if entry.get("decode") else None
 
 
 def bench(model_dir: Path, manifest: dict, opts: BuildOptions, runs: int = 50, warmup: int = 10) -> dict:
@@ -87,21 +92,29 @@ def bench(model_dir: Path, manifest: dict, opts: BuildOptions, runs: int = 50, w
     # One stage at a time: timings taken while another stage computes would be noise.
     pool = WorkerPool(1, work / "logs", opts.worker_env)
     try:
-        _bench_all(model_dir, manifest, spec, opts.stages(work, pool), inputs, runs, warmup)
+        benched = _bench_all(model_dir, manifest, spec, opts.stages(work, pool), inputs, runs, warmup)
     finally:
         pool.close()
+    if not benched:
+        failed = sorted(t for t, v in manifest.get("targets", {}).items() if v.get("status") == "failed")
+        raise UserError(f"{model_dir / 'manifest.json'}: no built artifact to bench"
+                        + (f" (target(s) {', '.join(failed)} failed; their files are in .rejected/): fix and "
+                           "rebuild them first" if failed else "; build a target first"))
     write_manifest(model_dir, manifest)
     return manifest
 
 
-def _bench_all(model_dir: Path, manifest: dict, spec, stages, inputs: Path, runs: int, warmup: int) -> None:
+def _bench_all(model_dir: Path, manifest: dict, spec, stages, inputs: Path, runs: int, warmup: int) -> int:
+    """Bench every built artifact into its manifest entry; returns how many there were."""
+    count = 0
     for entry, plan in built_artifacts(model_dir, manifest):
+        count += 1
         result, error = attempt(lambda: stages.run(
             stage_names.BENCH, (entry["target"], plan.key, "bench"), runtimes.get(plan.runtime).family,
             runtime=plan.runtime, artifact=str(model_dir / entry["path"]),
             spec=(graph_nms.derived_for(spec, plan.backend) if graph_nms.wanted(plan, spec) else spec).to_dict(),
             inputs=str(inputs),
-            settings=plan.runtime_settings, warmup=warmup, runs=runs))
+            settings=plan.runtime_settings, warmup=warmup, runs=runs, decode=str(_decode_of(model_dir, entry) or "")))
         if error:
             entry["bench"] = {"error": error}
             continue
@@ -111,6 +124,7 @@ def _bench_all(model_dir: Path, manifest: dict, spec, stages, inputs: Path, runs
                           "warmup": one["warmup"], "settings": one["settings"],
                           "threads_default": result.value["threads_default"], "size_bytes": entry["size_bytes"],
                           "build_seconds": round(sum(s["seconds"] for s in entry.get("stages", [])), 2)}
+    return count
 
 
 def layer_report(model_dir: Path, manifest: dict, opts: BuildOptions, threshold_db: float = 30.0,

@@ -25,8 +25,12 @@ DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
     "fp32": {"min_cosine": 0.99999},
     "fp16": {"min_cosine": 0.9995},
     "dynamic": {"min_cosine": 0.999},
-    "int8": {"min_agreement_map50": 0.90, "max_map50_drop": 1.0},
+    "int8": {"min_agreement_map50": 0.90, "min_agreement_map50_95": 0.90, "max_map50_drop": 1.0,
+             "max_map50_95_drop": 1.0},
 }
+# The INT8 gate bounds localisation as well as recognition: agreement and labelled mAP at
+# IoU 0.5:0.95, so a model that keeps its classes but moves its boxes (int8 box outputs in
+# pixels) fails.
 # A raw head (tensor parity only) has no detection thresholds: its int8 artifacts are judged
 # by the outputs' signal-to-noise ratio instead (15 dB: an rms error under 18% of the signal),
 # so they are never left unverified for want of a threshold.
@@ -40,10 +44,13 @@ GRAPH_NMS_THRESHOLDS: dict[str, dict[str, float]] = {
     "fp32": {"min_agreement_map50_95": 0.99},
     "fp16": {"min_agreement_map50_95": 0.97},
     "dynamic": {"min_agreement_map50_95": 0.95},
-    "int8": {"min_agreement_map50": 0.90, "max_map50_drop": 1.0},
+    # NMS in an int8 graph picks among overlapping candidates by int8 scores, so another box of
+    # the same object may win: agreement at IoU 0.95 falls (0.89 on a YOLO layout whose
+    # labelled mAP@0.5:0.95 rose by 0.3 points) while the labelled drops bound the damage.
+    "int8": {**DEFAULT_THRESHOLDS["int8"], "min_agreement_map50_95": 0.85},
 }
 THRESHOLD_KEYS = ("min_cosine", "min_snr_db", "max_abs", "min_agreement_map50",
-                  "min_agreement_map50_95", "max_map50_drop")
+                  "min_agreement_map50_95", "max_map50_drop", "max_map50_95_drop")
 
 
 class Reader:
@@ -392,6 +399,7 @@ class ArtifactPlan:
     options: dict = field(default_factory=dict)         # backend options, validated, defaults filled in
     runtime_settings: dict = field(default_factory=dict)  # settings of the runners (threads, hints)
     thresholds: dict = field(default_factory=dict)
+    profile_thresholds: dict = field(default_factory=dict)   # those the profile set (the rest are defaults)
     warn_only: bool = False
     variant: str = ""              # tells apart two artifacts of one backend and precision
     verify: str = "required"       # "optional": an unverified verdict does not fail the build
@@ -505,13 +513,14 @@ def load_target_profile(path: str | Path) -> TargetProfile:
             raise r.unknown("precision", f"backend '{backend.name}' does not build '{precision}' "
                                          f"(it builds: {', '.join(backend.precisions)})")
         runtimes = _read_runtimes(r, backend)
-        thresholds = {**DEFAULT_THRESHOLDS.get(precision, {}), **shared.get(precision, {})}
+        own = dict(shared.get(precision, {}))
         if "thresholds" in r.table:
-            thresholds.update(_thresholds(r.sub("thresholds")))
+            own.update(_thresholds(r.sub("thresholds")))
+        thresholds = {**DEFAULT_THRESHOLDS.get(precision, {}), **own}
         plan = ArtifactPlan(backend=name_, precision=precision, runtimes=runtimes,
                             options=_read_options(r, backend, precision),
                             runtime_settings=_read_runtime_settings(r, runtimes),
-                            thresholds=thresholds,
+                            thresholds=thresholds, profile_thresholds=own,
                             warn_only=r.get("warn_only", bool, "true or false", False),
                             variant=r.get("variant", str, "a short name of letters, digits and -", ""),
                             verify=r.get("verify", str, "required or optional", "required",

@@ -37,5 +37,7 @@ def land(staging: Path, model_dir: Path, target: str, ok: bool, entries: list[di
             if "path" in e:
                 e["path"] = f"{REJECTED}/{e['path']}"
                 e["files"] = [f"{REJECTED}/{f}" for f in e["files"]]
+                if e.get("decode"):
+                    e["decode"] = f"{REJECTED}/{e['decode']}"
     replace_dir(staging, final)
     return (not ok) and (model_dir / target).is_dir()

@@ -22,9 +22,9 @@ def thresholds_for(plan: ArtifactPlan, spec: ModelSpec) -> dict:
     of its precision (spec.RAW_HEAD_THRESHOLDS), so it is judged rather than unverified."""
     tensor = {k for k, (where, _, _) in CHECKS.items() if where == "outputs"}
     if spec.head.params.get("graph_nms"):
-        # Finished detections have no raw tensors to compare: the profile's detection thresholds
-        # for the artifact (int8's defaults are detection ones), else the graph-NMS defaults.
-        own = {k: v for k, v in plan.thresholds.items() if k not in tensor}
+        # Finished detections have no raw tensors to compare: the detection thresholds the
+        # profile set for the artifact, else the graph-NMS defaults of its precision.
+        own = {k: v for k, v in plan.profile_thresholds.items() if k not in tensor}
         return own or dict(GRAPH_NMS_THRESHOLDS.get(plan.precision, {}))
     if detects(spec) or tensor & set(plan.thresholds):
         return plan.thresholds
@@ -37,7 +37,7 @@ def run_key(prep: Prepared, spec: ModelSpec, runtime: str, settings: dict, artif
 
 
 def _run(prep: Prepared, spec: ModelSpec, plan: ArtifactPlan, runtime: str, artifact: Path, sha256: str,
-         target: str, rerun: bool, priority: float) -> tuple[dict, dict]:
+         target: str, rerun: bool, priority: float, decode: Path | None) -> tuple[dict, dict]:
     """One runtime's run and its parity verdict (a runtime's failure is a failed run), and
     its step record for the manifest."""
     step = f"verify {runtime}"
@@ -47,7 +47,7 @@ def _run(prep: Prepared, spec: ModelSpec, plan: ArtifactPlan, runtime: str, arti
             stage_names.RUN_INPUTS, (target, plan.key, step), runtime_of(runtime).family, priority, runtime=runtime,
             artifact=str(artifact), spec=spec.to_dict(), inputs=str(prep.eval_inputs),
             outputs=str(folder / "outputs.npz"), settings=plan.runtime_settings,
-            expected_outputs=prep.expected_outputs, reference=prep.reference_files)
+            expected_outputs=prep.expected_outputs, reference=prep.reference_files, decode=str(decode or ""))
         return {**ran.value, "stage_seconds": round(ran.seconds, 2)}
 
     key = run_key(prep, spec, runtime, plan.runtime_settings, sha256)
@@ -69,14 +69,16 @@ def _run(prep: Prepared, spec: ModelSpec, plan: ArtifactPlan, runtime: str, arti
 
 
 def verify_artifact(prep: Prepared, spec: ModelSpec, plan: ArtifactPlan, artifact: Path, sha256: str,
-                    target: str, rerun: bool = False, after: int = 0) -> tuple[dict, list[dict]]:
+                    target: str, rerun: bool = False, after: int = 0,
+                    decode: Path | None = None) -> tuple[dict, list[dict]]:
     """Parity of one artifact in each of its runtimes, and the runs' step records; `rerun`
-    runs even where a cached run exists. With several runtimes (web artifacts: Node and
+    runs even where a cached run exists; `decode` is the float decoding that follows an
+    artifact of pre-decode outputs (`sha256` covers it: it is one of the artifact's files). With several runtimes (web artifacts: Node and
     Chromium) every run is kept in `runs` and the top level is the worst of them."""
     runs, steps = [], []
     for i, runtime in enumerate(plan.runtimes):
         parity, step = _run(prep, spec, plan, runtime, artifact, sha256, target, rerun,
-                            -(after + len(plan.runtimes) - i))
+                            -(after + len(plan.runtimes) - i), decode)
         runs.append(parity)
         steps.append(step)
     if len(runs) == 1:

@@ -69,3 +69,35 @@ def test_profile_verify_field_is_checked(tmp_path):
     path.write_text('name = "p"\n[[artifacts]]\nbackend = "coreml"\nprecision = "fp16"\nverify = "maybe"\n')
     with pytest.raises(UserError, match="artifacts.*verify"):
         load_target_profile(path)
+
+
+def test_graph_nms_int8_takes_its_defaults_unless_the_profile_sets_its_own(tmp_path):
+    from deployer.spec import GRAPH_NMS_THRESHOLDS, load_target_profile
+
+    spec = _Spec("end2end")
+    spec.head.params = {"graph_nms": True}
+    path = tmp_path / "p.toml"
+    path.write_text('name = "p"\n[[artifacts]]\nbackend = "onnx"\nprecision = "int8"\n')
+    assert thresholds_for(load_target_profile(path).artifacts[0], spec) == GRAPH_NMS_THRESHOLDS["int8"]
+    path.write_text('name = "p"\n[[artifacts]]\nbackend = "onnx"\nprecision = "int8"\n'
+                    'thresholds = { min_agreement_map50_95 = 0.95, min_cosine = 0.9 }\n')
+    # The profile's own detection thresholds replace the defaults; tensor ones have nothing to compare.
+    assert thresholds_for(load_target_profile(path).artifacts[0], spec) == {"min_agreement_map50_95": 0.95}
+
+
+def test_bench_with_nothing_built_is_an_error_not_an_empty_table(tmp_path):
+    import json
+
+    from tests.conftest import ROOT, run_cli
+
+    model = tmp_path / "dist" / "shapes"
+    (model / ".work").mkdir(parents=True)
+    (model / ".work" / "eval_inputs.npz").write_bytes(b"")
+    manifest = {"model": "shapes", "spec": str(ROOT / "examples" / "shapes" / "shapes.toml"),
+                "targets": {"android": {"status": "failed", "profile": str(ROOT / "targets" / "android.toml")}},
+                "artifacts": [{"target": "android", "backend": "tflite", "precision": "fp32", "status": "built",
+                               "path": ".rejected/android/shapes_fp32.tflite", "files": [], "parity": {}}]}
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    ran = run_cli("bench", str(model))
+    assert ran.returncode == 2, ran.stdout + ran.stderr
+    assert "no built artifact to bench" in ran.stderr and "android" in ran.stderr and "Traceback" not in ran.stderr

@@ -63,8 +63,7 @@ def test_missing_weights_file_is_named(tmp_path):
 
 
 # Where a bundled profile departs from the default thresholds, on purpose (see its comments).
-PROFILE_OVERRIDES = {("android", "tflite", "int8"): {"max_map50_drop": 2.0},
-                     ("ios", "coreml", "fp16"): {"min_cosine": 0.999}}
+PROFILE_OVERRIDES = {("ios", "coreml", "fp16"): {"min_cosine": 0.999}}
 
 
 def test_bundled_profiles_load_with_default_thresholds():
@@ -122,9 +121,9 @@ def _profile(tmp_path, body: str):
     ('backend = "onnx"\nprecision = "fp32"\noptions = { calibration_images = 8 }\n',
      "artifacts[0].options.calibration_images", "applies to onnx int8 only, not fp32"),
     ('backend = "tflite"\nprecision = "int8"\noptions = { io = "uint8" }\n',
-     "artifacts[0].options.io", "expected one of int8, float, got 'uint8'"),
+     "artifacts[0].options.io", "expected one of float, int8, got 'uint8'"),
     ('backend = "tflite"\nprecision = "int8"\noptions = { exclude = ["conv1"] }\n',
-     "artifacts[0].options.exclude", "unknown option for tflite int8 (known: calibration_images, io)"),
+     "artifacts[0].options.exclude", "unknown option for tflite int8 (known: calibration_images, io, quantizer, quantize_head)"),
     ('backend = "onnx"\nprecision = "int8"\noptions = { calibration_images = 0 }\n',
      "artifacts[0].options.calibration_images", "an integer >= 1, got 0"),
     ('backend = "openvino"\nprecision = "fp32"\noptions = { runtime = { precision_hint = "f32" } }\n',

@@ -50,6 +50,11 @@ CALIBRATION_IMAGES = Option("calibration_images", int, 64, "calibration images u
                             minimum=1, precisions=("int8",))
 
 
+QUANTIZE_HEAD = Option("quantize_head", bool, False, "quantize the head's decoding too (after the last layers: "
+                       "sigmoid, softmax, box arithmetic, concatenation), which stays float by default",
+                       precisions=("int8",))
+
+
 def int8_options(fallback: bool) -> tuple[Option, ...]:
     """Options every INT8 backend takes; the fallback ones only where layers can stay float."""
     common = (CALIBRATION_IMAGES,)
@@ -61,8 +66,7 @@ def int8_options(fallback: bool) -> tuple[Option, ...]:
                minimum=0, precisions=("int8",)),
         Option("fallback_layers", int, 2, "layers kept in float in the first fallback round (doubling after)",
                minimum=1, precisions=("int8",)),
-        Option("quantize_head", bool, False, "quantize the head's decoding too (after the last layers: sigmoid, "
-               "softmax, box arithmetic, concatenation), which stays float by default", precisions=("int8",)),
+        QUANTIZE_HEAD,
     )
 
 

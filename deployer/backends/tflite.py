@@ -1,9 +1,16 @@
 """TFLite backend through onnx2tf (NCHW ONNX -> NHWC TensorFlow -> .tflite), offline.
 
 Precisions: fp32, fp16 (float16 weights), dynamic (int8 weights, float activations:
-onnx2tf's "dynamic range" file, never called int8 here) and int8 (full-integer: every
-op in int8, calibrated on our calibration feeds; int8 inputs and outputs by default, or
-float ones with option `io = "float"`).
+onnx2tf's "dynamic range" file, never called int8 here) and int8, calibrated on our
+calibration feeds, by one of two quantizers (option `quantizer`):
+- AI Edge Quantizer (quantize/aeq.py), the default with float inputs and outputs (`io =
+  "float"`, the default): an int8 body with the head's decoding kept in float;
+- TFLite's converter, the default with `io = "int8"`: full-integer, every op in int8 with
+  int8 inputs and outputs (what NNAPI, Edge TPU and microcontrollers need). Int8 outputs of
+  decoded boxes would move every box by a quantization step, so the model is built from the
+  graph's body: its outputs are the head's pre-decode tensors, each with its own scale, and
+  the decoding is a float ONNX file beside it (`<stem>_decode.onnx`), which deployer's
+  runners run after the model (ir/split.py, runtimes/decoded.py).
 
 One onnx2tf conversion per build (the prebuild `convert_float`) gives a SavedModel; TFLite's
 own converter makes every file from it with onnx2tf's settings: the float ones once per
@@ -18,33 +25,42 @@ calibration images, so the conversion never touches the network.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import io
+import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from deployer.backends.base import Backend, int8_options, repair_notes, write_repairs
+from deployer.backends.base import QUANTIZE_HEAD, Backend, int8_options, repair_notes, write_repairs
 from deployer.errors import StageError, first_line
 from deployer.options import Option
 from deployer.quantize.feeds import calibration_array
+from deployer.quantize.head_float import head_note
 from deployer.spec import ModelSpec
 
-INT8_IO = ("int8", "float")
+INT8_IO = ("float", "int8")
+QUANTIZERS = ("auto", "ai-edge-quantizer", "converter")
 
 BACKEND = Backend(
     name="tflite", build="deployer.backends.tflite:build", format="tflite",
     precisions=("fp32", "fp16", "dynamic", "int8"), runtimes=("litert",),
     options=int8_options(fallback=False) + (
-        Option("io", str, "int8", "full-integer inputs and outputs, or float ones around an int8 body",
-               choices=INT8_IO, precisions=("int8",)),),
+        Option("io", str, "float", "float inputs and outputs around an int8 body, or int8 ones (full-integer)",
+               choices=INT8_IO, precisions=("int8",)),
+        Option("quantizer", str, "auto", "AI Edge Quantizer (head kept float) or TFLite's converter (every op "
+               "int8); auto: the first with float io, the second with int8 io", choices=QUANTIZERS,
+               precisions=("int8",)),
+        QUANTIZE_HEAD),
     op_support="deployer.backends.tflite:unsupported_ops", family="tensorflow", graph_nms=True,
     prebuild="deployer.backends.tflite:convert_float", preload=("tensorflow", "onnx2tf"),
-    summary="TFLite through onnx2tf: fp32, fp16, dynamic range, full-integer INT8")
+    summary="TFLite through onnx2tf: fp32, fp16, dynamic range; INT8 by AI Edge Quantizer or full-integer")
 
 
-def _tile_as_concat(src: str, dst: Path) -> list[str]:
+def _tile_as_concat(src: str, dst: Path, extra_outputs: tuple = ()) -> list[str]:
     """Copy an ONNX file, rewriting Tile ops that repeat one axis by a constant into Concat.
 
     onnx2tf 1.29 mis-converts 5-D Tile (tf2onnx writes Keras' nearest upsampling as
@@ -72,6 +88,9 @@ def _tile_as_concat(src: str, dst: Path) -> list[str]:
             nodes.append(node)
     del model.graph.node[:]
     model.graph.node.extend(nodes)
+    if extra_outputs:   # intermediate tensors made graph outputs too (after the model's own)
+        known = {v.name: v for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
+        model.graph.output.extend(known[name] for name in extra_outputs)
     onnx.save(model, str(dst))
     return rewritten
 
@@ -95,14 +114,15 @@ def _no_keras_tflite():
         tf.lite.TFLiteConverter.from_keras_model = original
 
 
-def convert(onnx_path: str, spec: ModelSpec, calibration: str, workdir: Path, **kwargs) -> tuple[Path, list[dict]]:
-    """Run onnx2tf in-process, offline; returns the folder it wrote (its SavedModel)."""
+def convert(onnx_path: str, spec: ModelSpec, calibration: str, workdir: Path, extra_outputs: tuple = (),
+            **kwargs) -> tuple[Path, list[dict]]:
+    """Run onnx2tf in-process, offline; returns the folder it wrote (its SavedModel), whose
+    outputs are the graph's and then `extra_outputs` (intermediate tensors)."""
     import onnx2tf
     import onnx2tf.onnx2tf as onnx2tf_main
     import onnx2tf.utils.common_functions as common
 
-    samples = calibration_array(calibration, spec, 20, layout="NHWC")
-    offline = lambda: samples  # noqa: E731 - stands in for the downloading function
+    offline = lambda: calibration_array(calibration, spec, 20, layout="NHWC")  # noqa: E731 - the downloader's stand-in
     onnx2tf_main.download_test_image_data = offline
     common.download_test_image_data = offline
     out = workdir / "onnx2tf"
@@ -110,7 +130,7 @@ def convert(onnx_path: str, spec: ModelSpec, calibration: str, workdir: Path, **
     # onnx2tf writes its onnxsim result back over its input file: give it a private copy
     # so the shared intermediate (and its hash) never changes under the other backends.
     private = workdir / Path(onnx_path).name
-    tiles = _tile_as_concat(onnx_path, private)
+    tiles = _tile_as_concat(onnx_path, private, tuple(extra_outputs))
     repairs = [{"kind": "tile_as_concat", "nodes": tiles,
                 "note": f"repaired for onnx2tf: {len(tiles)} one-axis Tile op(s) rewritten as Concat "
                         f"(the same computation; onnx2tf mis-converts 5-D Tile): {', '.join(tiles[:5])}"}] if tiles else []
@@ -165,21 +185,26 @@ def _with_detail(exc: BaseException, node=None) -> str:
     return first_line(exc, 200) + (f" ({detail.strip()[:300]})" if detail else "")
 
 
-def _named_saved_model(onnx2tf_dir: Path, spec: ModelSpec, out: Path) -> None:
+def _named_saved_model(onnx2tf_dir: Path, spec: ModelSpec, out: Path, picks: list[int] | None = None) -> None:
     """onnx2tf's SavedModel names its signature's outputs output_0, output_1...: save it again
-    with the spec's input and output names, so the TFLite files and the TF.js model carry them."""
+    with the spec's input and output names, so the TFLite files and the TF.js model carry them.
+    The spec's outputs are onnx2tf's in order, or those at positions `picks` (the converters
+    prune what the picked outputs do not need)."""
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(onnx2tf_dir))
     fn = loaded.signatures["serving_default"]
     keys = list(fn.structured_input_signature[1])
+    if {i.name for i in spec.inputs} <= set(keys):   # onnx2tf keeps ONNX input names: match by name
+        keys = [i.name for i in spec.inputs]
     outputs = sorted(fn.structured_outputs, key=lambda k: int(k.rpartition("_")[2]) if k[-1].isdigit() else 0)
     shapes = {k: v.shape for k, v in fn.structured_input_signature[1].items()}
 
     @tf.function(input_signature=[tf.TensorSpec(shapes[k], tf.float32, name=i.name) for k, i in zip(keys, spec.inputs)])
     def serve(*xs):
         result = fn(**dict(zip(keys, xs)))
-        return {name: result[key] for name, key in zip(spec.outputs, outputs)}
+        chosen = outputs if picks is None else [outputs[i] for i in picks]
+        return {name: result[key] for name, key in zip(spec.outputs, chosen)}
 
     tf.saved_model.save(loaded, str(out), signatures={"serving_default": serve.get_concrete_function()})
 
@@ -210,10 +235,26 @@ def convert_float(onnx_path: str, spec: dict, options: dict, calibration: str, o
     """Prebuild stage: one onnx2tf conversion to a SavedModel (with the spec's tensor names),
     and from it the float TFLite files (float32, float16, dynamic range); the full-integer
     build and TF.js convert from the same SavedModel."""
+    from deployer.ir.split import split
+
     spec = ModelSpec.from_dict(spec)
     out = Path(out_dir)
-    converted, repairs = convert(onnx_path, spec, calibration, out / "work")
+    # The head's pre-decode tensors are converted as extra outputs, so that a full-integer
+    # build takes its body from this one conversion (`_pre_decode`).
+    parts = split(onnx_path, out / "split")
+    extra: list[str] = []
+    for p in (parts or {}).get("pre_decode", []):   # where each is among the converted model's outputs
+        if p["tensor"] in spec.outputs:             # an output the body makes itself
+            p["position"] = spec.outputs.index(p["tensor"])
+        else:
+            p["position"] = len(spec.outputs) + len(extra)
+            extra.append(p["tensor"])
+    converted, repairs = convert(onnx_path, spec, calibration, out / "work", extra_outputs=tuple(extra))
     _named_saved_model(converted, spec, out / "saved_model")
+    if parts:
+        (out / "split" / "parts.json").write_text(json.dumps(parts))
+        shutil.move(str(converted), str(out / "onnx2tf"))
+        (out / "split" / "body.onnx").unlink()
     shutil.rmtree(out / "work", ignore_errors=True)
     write_repairs(out, repairs)
     for precision, name in FLOAT_FILES.items():
@@ -224,9 +265,7 @@ def convert_float(onnx_path: str, spec: dict, options: dict, calibration: str, o
 def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: str, stem: str,
           calibration: str, prebuilt: str) -> dict:
     """The artifact for `precision`: a float file of the shared conversion (`convert_float`),
-    or TFLite's full-integer quantization of its SavedModel, calibrated on our feeds (NHWC,
-    in order) as onnx2tf does it: per-channel int8 weights, int8 activations, int8 or float
-    inputs and outputs."""
+    or an INT8 model calibrated on our feeds (NHWC, in order) by the option's quantizer."""
     shared = Path(prebuilt)
     name = f"{stem}.tflite"
     result = {"path": name, "files": [name], "format": "tflite", "notes": repair_notes(shared)}
@@ -235,22 +274,108 @@ def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: st
         if precision == "dynamic":
             result["notes"].append("dynamic range: int8 weights, float activations (not a full-integer model)")
         return result
-    import tensorflow as tf
-
     spec = ModelSpec.from_dict(spec)
     x = calibration_array(calibration, spec, options["calibration_images"], layout="NHWC")
+    io = options["io"]
+    quantizer = options["quantizer"]
+    if quantizer == "auto":
+        quantizer = "ai-edge-quantizer" if io == "float" else "converter"
+    if quantizer == "converter":
+        result["notes"].append(f"full-integer INT8 by TFLite's converter ({io} inputs and outputs), per-channel "
+                               f"weights, calibrated on {len(x)} images")
+        pre = None if options["quantize_head"] else _pre_decode(shared, spec, calibration, x, io,
+                                                                Path(out_dir), stem)
+        if pre is None:
+            data, quantization = _full_integer(shared, spec, x, io), {}
+        else:
+            data, parts = pre
+            result["files"].append(parts["decode"])
+            result["decode"] = parts["decode"]
+            quantization = {"pre_decode": parts["pre_decode"], "decode": result["decode"]}
+            if parts.get("decode_note"):
+                result["notes"].append(parts["decode_note"])
+            result["notes"].append(
+                f"outputs before the head's decoding: {len(parts['pre_decode'])} {io} tensors, each with its own "
+                f"scale ({', '.join(p['name'] + ' = ' + p['tensor'] for p in parts['pre_decode'][:6])}); the "
+                f"decoding ({parts['decode_nodes']} nodes) runs in float after the model: {result['decode']} "
+                "(options.quantize_head = true quantizes the whole graph instead)")
+    else:
+        from deployer.quantize import aeq
+
+        # int8 outputs come from int8 ops: with a float head, AI Edge Quantizer 0.4.1 writes
+        # output tensors LiteRT never fills ("Tensor data is null"), so int8 io quantizes it.
+        quantize_head = options["quantize_head"] or io == "int8"
+        data, quantization = aeq.quantize((shared / FLOAT_FILES["fp32"]).read_bytes(), x, io, quantize_head)
+        if quantize_head and not options["quantize_head"]:
+            result["notes"].append("int8 outputs: the head's decoding is quantized too")
+        floats = ", ".join(f"{op} x{n}" for op, n in quantization["float_ops"].items())
+        result["notes"].append(f"INT8 by AI Edge Quantizer ({io} inputs and outputs), per-channel int8 weights, "
+                               f"int8 activations, calibrated on {len(x)} images; ops computing in float: "
+                               f"{floats or 'none'}")
+        result["notes"] += head_note(quantization["head_float"])
+        if quantization["unfit_bias"]:
+            result["notes"].append(f"kept in float, their bias does not fit int32 at input x weight scale: "
+                                   f"{', '.join(quantization['unfit_bias'])}")
+    (Path(out_dir) / name).write_bytes(data)
+    result["quantization"] = {"method": quantizer, "calibration_images": len(x), "io": io,
+                              "weights": "int8 per-channel", "activations": "int8", "kept_float": [],
+                              **quantization}
+    return result
+
+
+def _pre_decode(shared: Path, spec: ModelSpec, calibration: str, x: np.ndarray, io: str,
+                out_dir: Path, stem: str) -> tuple[bytes, dict] | None:
+    """The full-integer model of the graph's body, whose outputs are the head's pre-decode
+    tensors (ir/split.py; converted with the float model by `convert_float`), and its
+    decoding as a float TFLite file in `out_dir` (inputs in the body's output layout, as
+    onnx2tf converts both), or the ONNX part where onnx2tf cannot convert it. None when the
+    graph has no decoding to split off."""
+    if not (shared / "split" / "parts.json").is_file():
+        return None
+    parts = json.loads((shared / "split" / "parts.json").read_text())
+    with tempfile.TemporaryDirectory(prefix="deployer-body-") as tmp:
+        work = Path(tmp)
+        body = dataclasses.replace(spec, outputs=[p["name"] for p in parts["pre_decode"]])
+        _named_saved_model(shared / "onnx2tf", body, work / "saved_model",
+                           picks=[p["position"] for p in parts["pre_decode"]])
+        data = _full_integer(work, body, x, io)
+        decode = _onnx_inputs(shared / "split" / "decode.onnx", spec)
+        try:
+            converted, _ = convert(str(shared / "split" / "decode.onnx"), decode, calibration, work / "decode")
+            _named_saved_model(converted, decode, work / "decode_saved_model")
+            parts["decode"] = f"{stem}_decode.tflite"
+            (out_dir / parts["decode"]).write_bytes(_tflite(work / "decode_saved_model", "fp32"))
+        except Exception as exc:  # noqa: BLE001 - the ONNX decoding runs as well, in ONNX Runtime
+            parts["decode"] = f"{stem}_decode.onnx"
+            parts["decode_note"] = f"the decoding is ONNX (onnx2tf cannot convert it: {first_line(exc, 160)})"
+            shutil.copyfile(shared / "split" / "decode.onnx", out_dir / parts["decode"])
+    return data, parts
+
+
+def _onnx_inputs(path: Path, spec: ModelSpec) -> ModelSpec:
+    """`spec` with the inputs of the ONNX file at `path` (names, shapes; NCHW as ONNX is)."""
+    import onnx
+
+    from deployer.spec import InputSpec
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    inputs = [InputSpec(name=i.name, shape=[d.dim_value or 1 for d in i.type.tensor_type.shape.dim])
+              for i in graph.input]
+    return dataclasses.replace(spec, inputs=inputs)
+
+
+def _full_integer(shared: Path, spec: ModelSpec, x: np.ndarray, io: str) -> bytes:
+    """TFLite's converter's full-integer quantization of the shared SavedModel, as onnx2tf
+    does it: per-channel int8 weights, int8 activations, int8 or float inputs and outputs."""
+    import tensorflow as tf
+
     key = spec.inputs[0].name
 
     def representative():
         for k in range(len(x)):
             yield {key: tf.convert_to_tensor(x[k:k + 1], tf.float32)}
 
-    (Path(out_dir) / name).write_bytes(_tflite(shared / "saved_model", "int8", representative, options["io"]))
-    result["notes"].append(f"full-integer INT8 ({options['io']} inputs and outputs), per-channel weights, "
-                           f"calibrated on {len(x)} images")
-    result["quantization"] = {"method": "tflite-minmax", "calibration_images": len(x), "io": options["io"],
-                              "weights": "int8 per-channel", "activations": "int8", "kept_float": []}
-    return result
+    return _tflite(shared / "saved_model", "int8", representative, io)
 
 
 def unsupported_ops(path: str, ops: dict) -> list[str]:

@@ -12,7 +12,10 @@ CHECKS = {
     "min_agreement_map50": ("detection", "agreement_map50", True),
     "min_agreement_map50_95": ("detection", "agreement_map50_95", True),
     "max_map50_drop": ("detection", "map50_drop", False),
+    "max_map50_95_drop": ("detection", "map50_95_drop", False),
 }
+# Drops in points (0..100) of labelled mAP: threshold key -> the figure's name in the detection results.
+DROPS = {"max_map50_drop": "map50", "max_map50_95_drop": "map50_95"}
 
 
 def _figures(parity: dict, key: str) -> dict | None:
@@ -23,9 +26,11 @@ def _figures(parity: dict, key: str) -> dict | None:
         return {name: m[figure] for name, m in parity.get("outputs", {}).items()}
     if figure.startswith("agreement") and det.get("reference_detections") == 0:
         return None  # the reference found nothing to agree with: not checkable here
-    if key == "max_map50_drop" and det.get("map50") is not None and det.get("reference_map50") is not None:
-        # A drop in points (0..100) of labelled mAP@0.5.
-        return {"labelled": 100.0 * (det["reference_map50"] - det["map50"])}
+    if key in DROPS:   # a drop in points (0..100) of labelled mAP, where there are labels
+        figure = DROPS[key]
+        if det.get(figure) is None or det.get(f"reference_{figure}") is None:
+            return None
+        return {"labelled": 100.0 * (det[f"reference_{figure}"] - det[figure])}
     if figure in det:
         return {"detection": det[figure]}
     return None  # no detection head or no labels: this threshold does not apply

@@ -7,47 +7,83 @@ int8 scale: a Concat of 0..640 px boxes with 0..1 scores quantizes every score t
 decoding is what lies between the graph's outputs and the last convolution (or matrix
 product) of each branch, found by walking back from the outputs; a convolution fed by a
 softmax is the DFL expectation (a fixed 0..15 kernel), part of the decoding, not a layer.
-Runs in worker processes (imports onnx when asked).
+The walk is the same for every graph format (ONNX here, TFLite flatbuffers in
+quantize/aeq.py); only the op vocabulary differs. Runs in worker processes.
 """
 
 from __future__ import annotations
 
-# Ops that are layers (learned weights): where the walk back from the outputs stops.
-LAYERS = {"Conv", "ConvTranspose", "MatMul", "Gemm", "ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul"}
-# Ops that only move or reshape data: looked through when telling a DFL convolution.
-MOVES = {"Reshape", "Transpose", "Identity", "Squeeze", "Unsqueeze", "Flatten"}
+from dataclasses import dataclass
 
 
-def decode_nodes(model) -> list[str]:
-    """Names of the nodes between the graph's outputs and the last layer of each branch, in
-    graph order (every node is named: ir/onnx_ir.name_nodes)."""
-    graph = model.graph
-    producer = {out: node for node in graph.node for out in node.output}
+@dataclass(frozen=True)
+class OpVocabulary:
+    """What a graph format calls the ops the walk needs to tell apart."""
+    layers: frozenset    # learned weights: where the walk back from the outputs stops
+    moves: frozenset     # only move or reshape data: looked through when telling a DFL convolution
+    softmax: frozenset
 
-    def fed_by_softmax(node) -> bool:
-        seen, todo = set(), list(node.input[:1])
+
+ONNX_OPS = OpVocabulary(
+    layers=frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm", "ConvInteger", "MatMulInteger", "QLinearConv",
+                      "QLinearMatMul"}),
+    moves=frozenset({"Reshape", "Transpose", "Identity", "Squeeze", "Unsqueeze", "Flatten"}),
+    softmax=frozenset({"Softmax", "LogSoftmax"}))
+TFLITE_OPS = OpVocabulary(
+    layers=frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED", "BATCH_MATMUL",
+                      "CONV_3D"}),
+    moves=frozenset({"RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS"}),
+    softmax=frozenset({"SOFTMAX", "LOG_SOFTMAX"}))
+MOVES = ONNX_OPS.moves
+
+
+@dataclass(frozen=True)
+class Op:
+    """One node of a graph in any format: its name, op type and tensor names."""
+    name: str
+    op_type: str
+    inputs: tuple
+    outputs: tuple
+
+
+def decoding(ops: list[Op], outputs: list[str], vocabulary: OpVocabulary) -> list[str]:
+    """Names of the ops between the graph's `outputs` and the last layer of each branch, in
+    graph order; a layer fed by a softmax (through data moves only) is the DFL expectation,
+    part of the decoding."""
+    producer = {out: op for op in ops for out in op.outputs}
+
+    def fed_by_softmax(op: Op) -> bool:
+        seen, todo = set(), list(op.inputs[:1])
         while todo:
             src = producer.get(todo.pop())
             if src is None or src.name in seen:
                 continue
             seen.add(src.name)
-            if src.op_type in ("Softmax", "LogSoftmax"):
+            if src.op_type in vocabulary.softmax:
                 return True
-            if src.op_type in MOVES:
-                todo.extend(src.input[:1])
+            if src.op_type in vocabulary.moves:
+                todo.extend(src.inputs[:1])
         return False
 
     found: set[str] = set()
-    todo = [o.name for o in graph.output]
+    todo = list(outputs)
     while todo:
-        node = producer.get(todo.pop())
-        if node is None or node.name in found:
+        op = producer.get(todo.pop())
+        if op is None or op.name in found:
             continue
-        if node.op_type in LAYERS and not fed_by_softmax(node):
+        if op.op_type in vocabulary.layers and not fed_by_softmax(op):
             continue
-        found.add(node.name)
-        todo.extend(node.input)
-    return [n.name for n in graph.node if n.name in found]
+        found.add(op.name)
+        todo.extend(op.inputs)
+    return [op.name for op in ops if op.name in found]
+
+
+def decode_nodes(model) -> list[str]:
+    """Names of an ONNX model's decoding nodes, in graph order (every node is named:
+    ir/onnx_ir.name_nodes)."""
+    graph = model.graph
+    ops = [Op(n.name, n.op_type, tuple(n.input), tuple(n.output)) for n in graph.node]
+    return decoding(ops, [o.name for o in graph.output], ONNX_OPS)
 
 
 def head_exclusions(onnx_path: str, options: dict) -> tuple[list[str], list[str]]:

@@ -30,7 +30,7 @@ def _time_runs(runner, feed: dict, warmup: int, runs: int) -> dict:
 
 
 def bench(runtime: str, artifact: str, spec: dict, inputs: str, settings: dict, warmup: int = 10,
-          runs: int = 50) -> dict:
+          runs: int = 50, decode: str = "") -> dict:
     spec = ModelSpec.from_dict(spec)
     data = np.load(inputs)
     feed = {i.name: data[i.name][0] for i in spec.inputs}
@@ -39,7 +39,7 @@ def bench(runtime: str, artifact: str, spec: dict, inputs: str, settings: dict, 
     for threads in (1, 0):
         # A runtime without a thread setting (the JavaScript ones run one thread) is timed as it is.
         run_settings = {**settings, "threads": threads} if takes_threads else dict(settings)
-        with make_runner(runtime, artifact, spec, run_settings) as runner:
+        with make_runner(runtime, artifact, spec, run_settings, decode=decode) as runner:
             figures = _time_runs(runner, feed, warmup, runs)
             figures["settings"] = dict(runner.settings)
         result["threads_1" if threads == 1 else "threads_default"] = figures

@@ -12,13 +12,19 @@ from deployer.spec import ModelSpec
 
 
 def make_runner(runtime: str, artifact: str, spec: ModelSpec, settings: dict | None = None,
-                expected_outputs: dict | None = None):
-    """A runner of the registry; reference runtimes get the source model's path as artifact."""
+                expected_outputs: dict | None = None, decode: str = ""):
+    """A runner of the registry; reference runtimes get the source model's path as artifact.
+    With `decode` (an artifact of pre-decode outputs), the runner runs that float decoding
+    after the artifact (runtimes/decoded.py)."""
+    if decode:
+        from deployer.runtimes.decoded import Decoded
+
+        return Decoded(runner_class(runtime), artifact, spec, settings, decode)
     return runner_class(runtime)(artifact or spec.source.path, spec, settings, expected_outputs)
 
 
 def run_inputs(runtime: str, artifact: str, spec: dict, inputs: str, outputs: str, settings: dict,
-               expected_outputs: dict | None = None, reference: dict | None = None) -> dict:
+               expected_outputs: dict | None = None, reference: dict | None = None, decode: str = "") -> dict:
     """Run every sample of the `inputs` .npz (arrays of shape (n, *input_shape)); write the
     outputs (n, *output_shape) to `outputs`. With `reference` (Reference.files_in), measure
     the outputs against it here, in this worker: the parent only judges. A runtime that
@@ -26,7 +32,7 @@ def run_inputs(runtime: str, artifact: str, spec: dict, inputs: str, outputs: st
     spec = ModelSpec.from_dict(spec)
     data = np.load(inputs)
     start = time.perf_counter()
-    with make_runner(runtime, artifact, spec, settings, expected_outputs) as runner:
+    with make_runner(runtime, artifact, spec, settings, expected_outputs, decode) as runner:
         stacked = runner.infer_many({i.name: data[i.name] for i in spec.inputs})
         used = dict(runner.settings)
     np.savez(outputs, **stacked)
