@@ -9,8 +9,9 @@ calibration feeds, by one of two quantizers (option `quantizer`):
   int8 inputs and outputs (what NNAPI, Edge TPU and microcontrollers need). Int8 outputs of
   decoded boxes would move every box by a quantization step, so the model is built from the
   graph's body: its outputs are the head's pre-decode tensors, each with its own scale, and
-  the decoding is a float ONNX file beside it (`<stem>_decode.onnx`), which deployer's
-  runners run after the model (ir/split.py, runtimes/decoded.py).
+  the decoding is a float TFLite file beside it (`<stem>_decode.tflite`, or the ONNX part
+  where onnx2tf cannot convert it), which deployer's runners run after the model
+  (ir/split.py, runtimes/decoded.py).
 
 One onnx2tf conversion per build (the prebuild `convert_float`) gives a SavedModel; TFLite's
 own converter makes every file from it with onnx2tf's settings: the float ones once per
@@ -61,7 +62,8 @@ BACKEND = Backend(
 
 
 def _tile_as_concat(src: str, dst: Path, extra_outputs: tuple = ()) -> list[str]:
-    """Copy an ONNX file, rewriting Tile ops that repeat one axis by a constant into Concat.
+    """Copy an ONNX file, rewriting Tile ops that repeat one axis by a constant into Concat,
+    and making the intermediate tensors `extra_outputs` graph outputs after its own.
 
     onnx2tf 1.29 mis-converts 5-D Tile (tf2onnx writes Keras' nearest upsampling as
     Unsqueeze -> Tile -> Reshape): "Shape must be rank 5 but is rank 1". Concatenating
@@ -241,7 +243,7 @@ def convert_float(onnx_path: str, spec: dict, options: dict, calibration: str, o
     out = Path(out_dir)
     # The head's pre-decode tensors are converted as extra outputs, so that a full-integer
     # build takes its body from this one conversion (`_pre_decode`).
-    parts = split(onnx_path, out / "split")
+    parts = split(onnx_path, out / "split", body=False)
     extra: list[str] = []
     for p in (parts or {}).get("pre_decode", []):   # where each is among the converted model's outputs
         if p["tensor"] in spec.outputs:             # an output the body makes itself
@@ -254,7 +256,6 @@ def convert_float(onnx_path: str, spec: dict, options: dict, calibration: str, o
     if parts:
         (out / "split" / "parts.json").write_text(json.dumps(parts))
         shutil.move(str(converted), str(out / "onnx2tf"))
-        (out / "split" / "body.onnx").unlink()
     shutil.rmtree(out / "work", ignore_errors=True)
     write_repairs(out, repairs)
     for precision, name in FLOAT_FILES.items():

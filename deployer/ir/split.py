@@ -29,10 +29,12 @@ def boundary(model, decoding: set[str]) -> list[str]:
     return wanted
 
 
-def split(onnx_path: str, out: Path) -> dict | None:
+def split(onnx_path: str, out: Path, body: bool = True) -> dict | None:
     """Write `body.onnx` and `decode.onnx` into `out`, the body's outputs and the decoding's
     inputs named pre_decode_0, 1...; returns {"pre_decode": [{"name", "tensor": the ONNX
-    tensor}], "decode_nodes": n}, or None when the graph has no decoding to split off."""
+    tensor}], "decode_nodes": n}, or None when the graph has no decoding to split off.
+    `body = False` writes the decoding only (the TFLite backend converts the body as extra
+    outputs of the whole graph)."""
     import onnx
     from onnx.utils import Extractor
 
@@ -48,16 +50,17 @@ def split(onnx_path: str, out: Path) -> dict | None:
     if set(tensors) & set(inputs):
         return None   # the decoding reads the image itself: nothing to split
     extractor = Extractor(model)
-    body = extractor.extract_model(inputs, tensors)
-    decode = extractor.extract_model(tensors, [o.name for o in model.graph.output])
-    for m in (body, decode):   # the extractor keeps the opsets; name the parts like the whole
-        m.graph.name = f"{model.graph.name}_{'body' if m is body else 'decode'}"
+    parts = {"body": extractor.extract_model(inputs, tensors)} if body else {}
+    parts["decode"] = extractor.extract_model(tensors, [o.name for o in model.graph.output])
+    for part, m in parts.items():   # the extractor keeps the opsets; name the parts like the whole
+        m.graph.name = f"{model.graph.name}_{part}"
     # The pair's interface gets names every format takes (ONNX tensor names such as
     # '/model.22/cv2.0/Conv_output_0' are not valid TensorFlow signature keys).
     names = {t: f"{PREFIX}{i}" for i, t in enumerate(tensors)}
-    for value in [*body.graph.output, *decode.graph.input]:
+    decode = parts["decode"]
+    for value in [*(parts["body"].graph.output if body else []), *decode.graph.input]:
         value.name = names[value.name]
-    for node in body.graph.node:
+    for node in parts["body"].graph.node if body else []:
         node.output[:] = [names.get(o, o) for o in node.output]
     for node in decode.graph.node:
         node.input[:] = [names.get(i, i) for i in node.input]
@@ -66,8 +69,8 @@ def split(onnx_path: str, out: Path) -> dict | None:
             decode.graph.node.append(onnx.helper.make_node("Identity", [names[value.name]], [value.name],
                                                            name=f"{names[value.name]}_passes"))
     out.mkdir(parents=True, exist_ok=True)
-    onnx.save(body, str(out / "body.onnx"))
-    onnx.save(decode, str(out / "decode.onnx"))
+    for part, m in parts.items():
+        onnx.save(m, str(out / f"{part}.onnx"))
     return {"pre_decode": [{"name": names[t], "tensor": t} for t in tensors], "decode_nodes": len(decoding)}
 
 

@@ -77,7 +77,10 @@ def signature(model: bytes) -> tuple[str, list[str]]:
 
 def decode_ops(model: bytes) -> list[Op]:
     """The TFLite ops of the head's decoding, in graph order."""
-    ops, outputs = graph(model)
+    return _decoding(*graph(model))
+
+
+def _decoding(ops: list[Op], outputs: list[str]) -> list[Op]:
     found = set(decoding(ops, outputs, TFLITE_OPS))
     return [op for op in ops if op.name in found]
 
@@ -104,8 +107,8 @@ def quantize(float_model: bytes, samples: np.ndarray, io: str, quantize_head: bo
     key, inputs = signature(float_model)
     if len(inputs) != 1:
         raise ValueError(f"AI Edge Quantizer calibration feeds one input; the model has {len(inputs)}")
-    ops, _ = graph(float_model)
-    head = [] if quantize_head else decode_ops(float_model)
+    ops, outputs = graph(float_model)   # the flatbuffer read once for the walk and the retries
+    head = [] if quantize_head else _decoding(ops, outputs)
     feeds = {key: [{inputs[0]: samples[k:k + 1].astype(np.float32)} for k in range(len(samples))]}
     calibration, unfit = None, []
     for _ in range(MAX_UNFIT + 1):

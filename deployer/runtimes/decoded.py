@@ -19,9 +19,11 @@ class Decoded:
 
     def __init__(self, runner_class, artifact: str, spec, settings: dict | None, decode: str):
         self.spec = spec
-        self.decode_path = decode
         self.engine = "litert" if decode.endswith(".tflite") else "onnxruntime"
-        shapes, self._run = (_litert if self.engine == "litert" else _onnxruntime)(decode)
+        shapes, outputs, self._run = (_litert if self.engine == "litert" else _onnxruntime)(decode)
+        missing = sorted(set(spec.outputs) - set(outputs))
+        if missing:
+            raise ValueError(f"{decode}: gives {sorted(outputs)}, not the spec's outputs {missing}")
         self.inner = runner_class(artifact, dataclasses.replace(spec, outputs=list(shapes)), settings, shapes)
 
     def __enter__(self):
@@ -37,9 +39,6 @@ class Decoded:
 
     def _decode(self, pre: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = self._run({k: np.ascontiguousarray(v, np.float32) for k, v in pre.items()})
-        missing = sorted(set(self.spec.outputs) - set(out))
-        if missing:
-            raise ValueError(f"{self.decode_path}: gives {sorted(out)}, not the spec's outputs {missing}")
         return {name: out[name] for name in self.spec.outputs}
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -53,7 +52,7 @@ class Decoded:
 
 
 def _onnxruntime(path: str):
-    """({input: shape}, run) of an ONNX decoding."""
+    """({input: shape}, output names, run) of an ONNX decoding."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -61,14 +60,14 @@ def _onnxruntime(path: str):
     session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     shapes = {i.name: [d if isinstance(d, int) else 1 for d in i.shape] for i in session.get_inputs()}
-    return shapes, lambda feed: dict(zip(names, session.run(None, feed)))
+    return shapes, names, lambda feed: dict(zip(names, session.run(None, feed)))
 
 
 def _litert(path: str):
-    """({input: shape}, run) of a float TFLite decoding, through its serving signature."""
+    """({input: shape}, output names, run) of a float TFLite decoding, through its serving signature."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=path, num_threads=1)
     runner = interpreter.get_signature_runner()
     shapes = {k: [int(d) for d in v["shape"]] for k, v in runner.get_input_details().items()}
-    return shapes, lambda feed: {k: np.asarray(v) for k, v in runner(**feed).items()}
+    return shapes, list(runner.get_output_details()), lambda feed: {k: np.asarray(v) for k, v in runner(**feed).items()}
