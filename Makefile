@@ -11,7 +11,7 @@ JS_DIR := deployer/runtimes/js
 
 # Every profile in targets/ is a make target of its own: adding a board is adding a file there.
 TARGETS := $(basename $(notdir $(wildcard targets/*.toml)))
-DEMO_TARGETS := web android embedded ios
+DEMO_TARGETS := web android embedded ios mcu
 
 .PHONY: setup demo test $(TARGETS) all keras bench bench-build example-model chromium clean
 
@@ -23,8 +23,9 @@ $(STAMP): pyproject.toml constraints.txt $(JS_DIR)/package.json $(JS_DIR)/packag
 	@command -v npm >/dev/null || { echo "need Node.js 20 and npm for the web runtimes"; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[all,test]'
-	# tensorflowjs 4.22's declared dependencies cannot be installed together (docs/ARCHITECTURE.md).
-	$(PY) -m pip install --quiet --no-deps -c constraints.txt tensorflowjs jax jaxlib
+	# tensorflowjs 4.22's declared dependencies cannot be installed together (docs/ARCHITECTURE.md);
+	# tflite-micro's (flatbuffers, numpy, pyyaml) are installed already and must not be upgraded.
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt tensorflowjs jax jaxlib tflite-micro
 	cd $(JS_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	command -v chromium >/dev/null || $(MAKE) chromium
 	touch $(STAMP)

@@ -51,7 +51,16 @@ def _build(prep: Prepared, spec: ModelSpec, target: str, plan: ArtifactPlan, opt
                                 **extra)
         return {**built.value, "stage_seconds": round(built.seconds, 2)}
 
-    return prep.cache.cached("build", key, make)
+    # Two targets asking for the same artifact (android's and embedded's full-integer TFLite)
+    # share one build: the first runs it, the other waits and copies the same bytes.
+    first = []
+
+    def once():
+        first.append(True)
+        return prep.cache.cached("build", key, make)
+
+    hit, reused = prep.once(("build", key), once)
+    return hit, reused or not first
 
 
 def build_and_verify(prep: Prepared, spec: ModelSpec, target: str, plan: ArtifactPlan, out_dir: Path,
@@ -74,8 +83,9 @@ def build_and_verify(prep: Prepared, spec: ModelSpec, target: str, plan: Artifac
              "format": info["format"], "sha256": sha256,
              "size_bytes": sum((out_dir / f).stat().st_size for f in info["files"]),
              "status": "built", "notes": info.get("notes", [])}
-    if "quantization" in info:
-        entry["quantization"] = info["quantization"]
+    for key in ("quantization", "memory"):   # memory: flash and RAM of firmware artifacts (backends/tflm.py)
+        if key in info:
+            entry[key] = info[key]
     if info.get("decode"):   # outputs before the head's decoding, which is this file (ir/split.py)
         entry["decode"] = f"{target}/{info['decode']}"
     entry["parity"], runs = verify_artifact(prep, spec, plan, out_dir / info["path"], sha256, target, after=after,

@@ -163,9 +163,11 @@ def cmd_inspect(args) -> int:
     path = Path(args.model)
     if not path.is_file():
         raise UserError(f"{path}: file not found")
+    tflite = path.suffix == ".tflite"   # a flatbuffer: its ops and TFLM's support (firmware/micro.py)
     with tempfile.TemporaryDirectory() as tmp:
-        info = stages.Stages(Path(tmp)).run(stages.INSPECT, ("", "", "inspect"), path=str(path.resolve())).value
-        if args.int8:
+        info = stages.Stages(Path(tmp)).run(stages.INSPECT_TFLITE if tflite else stages.INSPECT, ("", "", "inspect"),
+                                            path=str(path.resolve())).value
+        if args.int8 and not tflite:
             info["int8_lint"] = stages.Stages(Path(tmp)).run(stages.INT8_LINT, ("", "", "int8 lint"),
                                                              onnx_path=str(path.resolve())).value
     if args.json:
@@ -176,9 +178,9 @@ def cmd_inspect(args) -> int:
     for kind in ("inputs", "outputs"):
         for t in info[kind]:
             console.print(f"  {kind[:-1]:6} {t['name']}: {t['dtype']} {t['shape']}")
-    console.print("  ops: " + ", ".join(f"{k} x{v}" for k, v in info["ops"].items()))
+    console.print(_support_table(info))
     for backend, unsupported in info["support"].items():
-        state = "ok" if not unsupported else f"unsupported ops: {', '.join(unsupported)}"
+        state = "ok" if not unsupported else f"unsupported: {'; '.join(unsupported)}"
         console.print(f"  {backend:9} {state}")
     if info["metadata"]:
         console.print("  metadata: " + ", ".join(sorted(info["metadata"])))
@@ -187,6 +189,25 @@ def cmd_inspect(args) -> int:
         console.print(f"INT8 lint: {len(info['int8_lint'])} finding(s) from the graph; a build also checks the "
                       "ranges of concatenated tensors on its calibration images")
     return EXIT_OK
+
+
+def _support_table(info: dict):
+    """Per op: its count and whether each backend takes it (a backend whose refusal names no
+    op of the model marks none: its line below says why)."""
+    from rich.table import Table
+
+    table = Table(title="ops and backend support", show_lines=False)
+    table.add_column("op")
+    table.add_column("count", justify="right")
+    for backend in info["support"]:
+        table.add_column(backend)
+    for op, count in sorted(info["ops"].items(), key=lambda kv: (-kv[1], kv[0])):
+        cells = []
+        for unsupported in info["support"].values():
+            refused = any(u == op or u.startswith(f"{op} ") for u in unsupported)
+            cells.append("[red]no[/]" if refused else "yes")
+        table.add_row(op, str(count), *cells)
+    return table
 
 
 SPLITS = ("train", "val", "test")  # an Ultralytics data.yaml's splits
@@ -283,7 +304,7 @@ def make_parser() -> argparse.ArgumentParser:
     be.add_argument("--timeout", type=float, default=1800)
     be.set_defaults(func=cmd_bench)
 
-    i = sub.add_parser("inspect", help="inputs, outputs and ops of an ONNX model, and backend support")
+    i = sub.add_parser("inspect", help="inputs, outputs and ops of an ONNX model (or a .tflite), and backend support per op")
     i.add_argument("model")
     i.add_argument("--json", action="store_true")
     i.add_argument("--int8", action="store_true", help="also lint the graph for int8 quantization")

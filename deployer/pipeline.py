@@ -15,10 +15,12 @@ import json
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from deployer import __version__, backends, graph_nms, runtimes, toolchain
 from deployer import stages as stage_names
 from deployer.artifacts import build_and_verify
+from deployer.firmware import bundle
 from deployer.parity.compare import detects
 from deployer.parity.page import check_demo_page
 from deployer.prepare import Prepared, prepare
@@ -67,9 +69,12 @@ def finish_target(prep: Prepared, spec: ModelSpec, profile: TargetProfile, stagi
         ok = ok and page["verdict"] != "fail"
     d = spec.to_dict()
     (staging / "deployer.json").write_text(json.dumps({
-        "model": spec.name, "labels": spec.labels, "inputs": d["inputs"], "preprocess": d["preprocess"],
-        "head": d["head"], "artifacts": [{**{k: e[k] for k in ("backend", "precision", "path") if k in e},
-                                          **graph_nms.deployed(e, spec)} for e in entries]}, indent=2))
+        "model": spec.name, "version": spec.version, "labels": spec.labels, "inputs": d["inputs"],
+        "outputs": prep.expected_outputs, "preprocess": d["preprocess"], "head": d["head"],
+        "artifacts": [{**{k: e[k] for k in ("backend", "precision", "path", "decode", "memory") if k in e},
+                       **graph_nms.deployed(e, spec)} for e in entries]}, indent=2))
+    if profile.bundle:   # embedded targets: the Python sample beside the artifacts (firmware/sample.py)
+        shutil.copyfile(Path(bundle.__file__).with_name("sample.py"), staging / "infer.py")
     kept = land(staging, prep.model_dir, profile.name, ok, entries)
     status = {"status": "built" if ok else "failed", "profile": profile.path, "kept_previous_build": kept}
     if page is not None:
@@ -124,6 +129,9 @@ def build(spec: ModelSpec, profiles: list[TargetProfile], opts: BuildOptions, ca
         record["int8_lint"], record["calibration_coverage"] = int8
     manifest = merge_manifest(load_manifest(prep.model_dir), record, results)
     write_manifest(prep.model_dir, manifest)
+    for profile in profiles:   # the firmware bundle of each embedded target that landed
+        if profile.bundle and results.get(profile.name, ([], {}))[1].get("status") == "built":
+            bundle.write(prep.model_dir, profile.name, manifest, spec.version)
     return manifest
 
 

@@ -213,6 +213,7 @@ class ModelSpec:
     labels: list[str]
     data: DataSpec
     path: str = ""                 # where the spec was read from
+    version: str = "0"             # the model's version: names the firmware bundles
 
     def to_dict(self) -> dict:
         return {**asdict(self), "head": self.head.to_dict()}
@@ -222,7 +223,8 @@ class ModelSpec:
         return cls(name=d["name"], source=Source(**d["source"]),
                    inputs=[InputSpec(**i) for i in d["inputs"]], outputs=list(d["outputs"]),
                    preprocess=Preprocess(**d["preprocess"]), head=Head.from_dict(d["head"]),
-                   labels=list(d["labels"]), data=DataSpec(**d["data"]), path=d.get("path", ""))
+                   labels=list(d["labels"]), data=DataSpec(**d["data"]), path=d.get("path", ""),
+                   version=d.get("version", "0"))
 
 
 def _resolve(base: Path, value: str) -> str:
@@ -237,7 +239,7 @@ def load_model_spec(path: str | Path) -> ModelSpec:
     raw = _read_toml(path, "model spec")
     base = path.resolve().parent
     top = Reader(path, raw)
-    top.reject_unknown({"name", "labels", "source", "inputs", "outputs", "preprocess", "head", "data"})
+    top.reject_unknown({"name", "version", "labels", "source", "inputs", "outputs", "preprocess", "head", "data"})
     name = top.get("name", str, "a model name (letters, digits, - and _)")
     if not name or not all(c.isalnum() or c in "-_" for c in name):
         raise top.fail("name", "a model name of letters, digits, - and _", name)
@@ -337,8 +339,11 @@ def load_model_spec(path: str | Path) -> ModelSpec:
     if data.calibration_images <= 0 or data.evaluation_images <= 0:
         raise dt.fail("evaluation_images", "positive image counts")
 
+    version = top.get("version", str, "a version string (names the firmware bundles)", "0")
+    if not version or not all(c.isalnum() or c in ".-_+" for c in version):
+        raise top.fail("version", "a version of letters, digits and . - _ +", version)
     return ModelSpec(name=name, source=source, inputs=inputs, outputs=outputs, preprocess=preprocess,
-                     head=head, labels=labels, data=data, path=str(path.resolve()))
+                     head=head, labels=labels, data=data, path=str(path.resolve()), version=version)
 
 
 def _check_split(dt: Reader, data: DataSpec, role: str) -> None:
@@ -429,6 +434,7 @@ class TargetProfile:
     artifacts: list[ArtifactPlan]
     path: str = ""
     page: bool = False             # write and check the web demo page
+    bundle: bool = False           # write dist/<model>/<model>-<target>-<version>.tar.gz (firmware/bundle.py)
 
 
 def _thresholds(reader: Reader) -> dict:
@@ -491,7 +497,7 @@ def load_target_profile(path: str | Path) -> TargetProfile:
     path = Path(path)
     raw = _read_toml(path, "target profile")
     top = Reader(path, raw)
-    top.reject_unknown({"name", "description", "artifacts", "thresholds", "page"})
+    top.reject_unknown({"name", "description", "artifacts", "thresholds", "page", "bundle"})
     name = top.get("name", str, "the platform name", path.stem)
     shared = {}
     thr = top.get("thresholds", dict, "a table of precision -> thresholds", {})
@@ -538,7 +544,8 @@ def load_target_profile(path: str | Path) -> TargetProfile:
                          f"({plan.key} appears twice)")
         plans.append(plan)
     return TargetProfile(name=name, description=top.get("description", str, "a string", ""),
-                         artifacts=plans, path=str(path.resolve()), page=top.get("page", bool, "true or false", False))
+                         artifacts=plans, path=str(path.resolve()), page=top.get("page", bool, "true or false", False),
+                         bundle=top.get("bundle", bool, "true or false", False))
 
 
 def find_target(name_or_path: str, targets_dir: Path) -> Path:

@@ -24,6 +24,7 @@ BENCH = "deployer.runtimes.bench:bench"                 # latency of one artifac
 LAYER_ERRORS = "deployer.quantize.sensitivity:layer_errors"   # per-layer SQNR against the float graph
 CHECK_PAGE = "deployer.runtimes.js:check_page"          # the web demo page in headless Chromium
 INSPECT = "deployer.ir.inspect:inspect"                 # interface, ops and backend support of an ONNX file
+INSPECT_TFLITE = "deployer.firmware.micro:inspect"      # ... of a .tflite, with TFLM's kernels
 INT8_LINT = "deployer.quantize.lint:lint"               # graph patterns int8 handles badly, before calibration
 COVERAGE = "deployer.quantize.lint:coverage"            # activation ranges: calibration vs evaluation images
 

@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 
 def test_backends_are_consistent_with_runtimes():
     rts = runtimes.registry()
-    assert set(backends.registry()) == {"onnx", "tfjs", "tflite", "coreml", "openvino"}
+    assert set(backends.registry()) == {"onnx", "tfjs", "tflite", "coreml", "openvino", "tflm"}
     for backend in backends.registry().values():
         assert backend.precisions and set(backend.precisions) <= set(PRECISIONS), backend.name
         assert backend.runtimes, backend.name

@@ -67,7 +67,7 @@ PROFILE_OVERRIDES = {("ios", "coreml", "fp16"): {"min_cosine": 0.999}}
 
 
 def test_bundled_profiles_load_with_default_thresholds():
-    for name in ("web", "android", "embedded", "ios"):
+    for name in ("web", "android", "embedded", "ios", "mcu"):
         profile = load_target_profile(find_target(name, ROOT / "targets"))
         assert profile.artifacts
         for plan in profile.artifacts:
@@ -138,7 +138,8 @@ def _profile(tmp_path, body: str):
      "artifacts[0].runtime_settings.threads", "not a setting of runtime ort-web-node"),
     ('backend = "openvino"\nprecision = "dynamic"\n', "artifacts[0].precision",
      "backend 'openvino' does not build 'dynamic' (it builds: fp32, fp16, int8)"),
-    ('backend = "tflm"\nprecision = "int8"\n', "artifacts[0].backend", "one of coreml, onnx, openvino, tfjs, tflite"),
+    ('backend = "tensorrt"\nprecision = "int8"\n', "artifacts[0].backend", "one of coreml, onnx, openvino, tfjs, tflite, tflm"),
+    ('backend = "tflm"\nprecision = "fp32"\n', "artifacts[0].precision", "int8"),
     ('backend = "onnx"\nprecision = "fp32"\nruntime = "litert"\n', "artifacts[0].runtime",
      "'litert' does not run onnx artifacts (onnx); runtimes that do: ort-web-node, ort-web-chromium, onnxruntime, "
      "openvino"),

@@ -66,6 +66,8 @@ def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: st
     # Labels and preprocessing travel inside the IR, readable with model.get_rt_info().
     model.set_rt_info(json.dumps(spec["labels"]), ["deployer", "labels"])
     model.set_rt_info(json.dumps(spec["preprocess"]), ["deployer", "preprocess"])
+    for key, value in _model_info(spec_obj).items():
+        model.set_rt_info(value, ["model_info", key])
     xml = Path(out_dir) / f"{stem}.xml"
     ov.save_model(model, str(xml), compress_to_fp16=precision == "fp16")
     if precision == "fp16":
@@ -75,6 +77,19 @@ def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: st
     if quant:
         result["quantization"] = quant
     return result
+
+
+def _model_info(spec: ModelSpec) -> dict[str, str]:
+    """The same in the `model_info` section OpenVINO's Model API reads: labels space-separated,
+    mean and scale in 0..255 pixel units, its resize names, and reverse_input_channels for a
+    model wanting RGB (Model API's images are BGR, as OpenCV reads them)."""
+    pre = spec.preprocess
+    return {"labels": " ".join(label.replace(" ", "_") for label in spec.labels),
+            "mean_values": " ".join(f"{m * pre.scale:g}" for m in pre.mean),
+            "scale_values": " ".join(f"{s * pre.scale:g}" for s in pre.std),
+            "reverse_input_channels": str(pre.channel_order == "RGB"),
+            "resize_type": "fit_to_window_letterbox" if pre.resize == "letterbox" else "standard",
+            "pad_value": f"{pre.pad_value:g}"}
 
 
 def layer_outputs(artifact: str, wanted: set[str], feeds: list[dict]) -> dict[str, np.ndarray]:

@@ -28,23 +28,28 @@ def parity_rows(entry: dict) -> list[dict]:
 
 def parity_table(manifest: dict, targets: list[str] | None = None) -> Table:
     table = Table(title=f"deployer parity: {manifest['model']}", show_lines=False)
-    for col in ("target", "backend", "precision", "runtime", "size", "min cosine", "min SNR dB", "max abs",
-                "agree mAP50", "agree mAP50-95", "mAP50 (ref)", "mAP50-95 (ref)", "verdict"):
+    shown = [e for e in manifest["artifacts"]
+             if not (targets and e["target"] not in targets) and not e.get("superseded_by_failed_build")]
+    # Firmware artifacts (backends/tflm.py): size is the flash the models take (not their C
+    # sources), and RAM the tensor arenas declared.
+    ram = any(e.get("memory") for e in shown)
+    for col in ("target", "backend", "precision", "runtime", "size", *(("RAM",) if ram else ()), "min cosine",
+                "min SNR dB", "max abs", "agree mAP50", "agree mAP50-95", "mAP50 (ref)", "mAP50-95 (ref)", "verdict"):
         table.add_column(col, justify="right" if col not in ("target", "backend", "runtime", "verdict") else "left")
-    for entry in manifest["artifacts"]:
-        if (targets and entry["target"] not in targets) or entry.get("superseded_by_failed_build"):
-            continue
+    for entry in shown:
         if entry["status"] != "built":
-            table.add_row(entry["target"], entry["backend"], _label(entry), "-", "-", "-", "-", "-", "-", "-", "-", "-",
-                          f"[bold red]{entry['status']}[/]")
+            table.add_row(entry["target"], entry["backend"], _label(entry), "-", "-", *(("-",) if ram else ()),
+                          "-", "-", "-", "-", "-", "-", "-", f"[bold red]{entry['status']}[/]")
             continue
+        memory = entry.get("memory") or {}
+        size = f"{memory.get('flash_bytes', entry['size_bytes']) / 1e6:.2f} MB"
+        extra = (f"{memory['arena_bytes'] / 1e3:.0f} kB" if memory else "-",) if ram else ()
         for run in parity_rows(entry):
             outs = run.get("outputs", {}).values()
             det = run.get("detection") or {}
             verdict = run.get("verdict", "unverified")
             table.add_row(
-                entry["target"], entry["backend"], _label(entry), run.get("runtime", "-"),
-                f"{entry['size_bytes'] / 1e6:.2f} MB",
+                entry["target"], entry["backend"], _label(entry), run.get("runtime", "-"), size, *extra,
                 _num(min((o["cosine"] for o in outs), default=None), ".6f"),
                 _num(min((o["snr_db"] for o in outs), default=None), ".1f"),
                 _num(max((o["max_abs"] for o in outs), default=None), ".2e"),

@@ -19,8 +19,10 @@ class Decoded:
 
     def __init__(self, runner_class, artifact: str, spec, settings: dict | None, decode: str):
         self.spec = spec
-        self.engine = "litert" if decode.endswith(".tflite") else "onnxruntime"
-        shapes, outputs, self._run = (_litert if self.engine == "litert" else _onnxruntime)(decode)
+        # A microcontroller runs the decoding in TFLM as well; elsewhere LiteRT runs a .tflite one.
+        self.engine = ("onnxruntime" if not decode.endswith(".tflite")
+                       else "tflm" if getattr(runner_class, "runtime", "") == "tflm" else "litert")
+        shapes, outputs, self._run = {"litert": _litert, "onnxruntime": _onnxruntime, "tflm": _tflm}[self.engine](decode)
         missing = sorted(set(spec.outputs) - set(outputs))
         if missing:
             raise ValueError(f"{decode}: gives {sorted(outputs)}, not the spec's outputs {missing}")
@@ -61,6 +63,14 @@ def _onnxruntime(path: str):
     names = [o.name for o in session.get_outputs()]
     shapes = {i.name: [d if isinstance(d, int) else 1 for d in i.shape] for i in session.get_inputs()}
     return shapes, names, lambda feed: dict(zip(names, session.run(None, feed)))
+
+
+def _tflm(path: str):
+    """({input: shape}, output names, run) of a float TFLite decoding in TFLM (smallest arena)."""
+    from deployer.runtimes.tflm import Micro
+
+    micro = Micro(path)
+    return {t.name: list(t.shape) for t in micro.inputs}, [t.name for t in micro.outputs], micro.run
 
 
 def _litert(path: str):

@@ -45,7 +45,7 @@ def test_inspect_reports_interface_ops_and_support(tmp_path):
     info = json.loads(result.stdout)
     assert info["inputs"][0] == {"name": "images", "shape": [1, 3, 8, 8], "dtype": "float32"}
     assert info["ops"] == {"Relu": 1, "Sigmoid": 1}
-    assert info["support"] == {"onnx": [], "openvino": [], "tflite": [], "tfjs": []}
+    assert info["support"] == {"onnx": [], "openvino": [], "tflite": [], "tfjs": [], "tflm": []}
 
 
 def test_op_inventory_counts(tmp_path):
