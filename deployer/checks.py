@@ -6,13 +6,13 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
-from deployer import backends, graph_nms, runtimes
+from deployer import backends, graph_nms, runtimes, toolchain
 from deployer import stages as stage_names
 from deployer.errors import UserError
 from deployer.hashing import artifact_sha256
 from deployer.prepare import prepare
 from deployer.quantize.sensitivity import first_below
-from deployer.report.manifest import write_manifest
+from deployer.report.publish import publish
 from deployer.spec import TargetProfile, load_model_spec, load_target_profile
 from deployer.stages import BuildOptions, attempt, thread_env
 from deployer.verification import verify_artifact
@@ -55,7 +55,8 @@ def verify(model_dir: Path, manifest: dict, opts: BuildOptions) -> dict:
     with _prepared(model_dir, manifest, opts) as (spec, prep):
         _verify_all(model_dir, manifest, spec, prep)
     manifest["verified_source_sha256"] = prep.source_sha256
-    write_manifest(model_dir, manifest)
+    manifest["verified_on"] = toolchain.host()   # where these figures were measured again
+    publish(model_dir, manifest)
     return manifest
 
 
@@ -100,7 +101,7 @@ def bench(model_dir: Path, manifest: dict, opts: BuildOptions, runs: int = 50, w
         raise UserError(f"{model_dir / 'manifest.json'}: no built artifact to bench"
                         + (f" (target(s) {', '.join(failed)} failed; their files are in .rejected/): fix and "
                            "rebuild them first" if failed else "; build a target first"))
-    write_manifest(model_dir, manifest)
+    publish(model_dir, manifest)
     return manifest
 
 
@@ -132,7 +133,7 @@ def layer_report(model_dir: Path, manifest: dict, opts: BuildOptions, threshold_
     """Per-layer SQNR of each artifact whose backend keeps ONNX tensor names, into the manifest."""
     with _prepared(model_dir, manifest, opts) as (spec, prep):
         _layers_all(model_dir, manifest, spec, prep, threshold_db, images)
-    write_manifest(model_dir, manifest)
+    publish(model_dir, manifest)
     return manifest
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -19,14 +20,54 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_TARGETS = ("web", "android", "embedded", "ios")   # `deployer build` without --target, `make demo`
 
 
-def _console():
+def _console(stderr: bool = False):
+    """Where tables and progress go: stdout, or stderr when stdout carries --json."""
     from rich.console import Console
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, stderr=stderr)
     if not console.is_terminal:
         # Logs and CI: a table wide enough not to wrap (rich assumes 80 columns otherwise).
-        console = Console(highlight=False, width=200)
+        console = Console(highlight=False, width=200, stderr=stderr)
     return console
+
+
+def _junit_path(value: str | None) -> Path | None:
+    """--junit FILE, checked before any work: its folder must exist and be writable."""
+    if not value:
+        return None
+    path = Path(value)
+    if path.is_dir():
+        raise UserError(f"--junit {value}: is a folder; give a file name (e.g. {path / 'deployer-junit.xml'})")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise UserError(f"--junit {value}: folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"--junit {value}: folder {folder} is not writable")
+    return path
+
+
+def _finish(manifest: dict, model_dir: Path, targets: list[str], status: int, args, console) -> int:
+    """The end of a build or verify: a summary line per target, where the results are, the
+    JUnit file, and with --json the same summary on stdout."""
+    from deployer.report import junit
+    from deployer.report.summary import line, target_summaries
+
+    summaries = target_summaries(manifest, targets)
+    for s in summaries:
+        style = "green" if s["status"] == "built" and not s["problems"] else "bold red"
+        console.print(f"[{style}]{line(s)}[/]", highlight=False)
+    console.print(f"manifest: {model_dir / 'manifest.json'}  report: {model_dir / 'report.html'}")
+    junit_file = getattr(args, "junit", None)
+    if junit_file:
+        junit.write(junit_file, manifest, targets)
+        console.print(f"JUnit results: {junit_file}")
+    if getattr(args, "json", False):
+        print(json.dumps({"model": manifest["model"], "exit_status": status, "targets": summaries,
+                          "build_seconds": manifest.get("build_seconds"),
+                          "manifest": str(model_dir / "manifest.json"), "report": str(model_dir / "report.html"),
+                          "checksums": str(model_dir / "SHA256SUMS"),
+                          **({"junit": str(junit_file)} if junit_file else {})}, indent=2))
+    return status
 
 
 def _targets_dir() -> Path:
@@ -41,6 +82,9 @@ def _steps(manifest: dict, targets: list[str]) -> list[dict]:
             *(s for a in manifest["artifacts"] if a["target"] in targets for s in a.get("stages", []))]
 
 
+JUNIT_HELP = ("also write the verdicts as JUnit XML to FILE (a test suite per target, a case per artifact and "
+              "runtime: failed verdicts fail, unverified ones are skipped)")
+JSON_HELP = "print the per-target summary as JSON on stdout (tables and progress go to stderr)"
 ALLOW_UNVERIFIED_HELP = ("exit 0 even when an artifact could not be verified (its runtime cannot run here, or no "
                          "threshold applies); by default that counts as not passed")
 
@@ -75,7 +119,8 @@ def cmd_build(args) -> int:
     names = [p.name for p in profiles]
     if len(set(names)) != len(names):
         raise UserError(f"a target is given twice: {', '.join(names)}")
-    console = _console()
+    args.junit = _junit_path(args.junit)
+    console = _console(stderr=args.json)
     jobs = args.jobs or default_jobs()
     console.print(f"deployer {__version__}: building [bold]{spec.name}[/] for {', '.join(names)} into {args.out}/ "
                   f"({jobs} jobs{', no cache' if args.no_cache else ''})")
@@ -89,8 +134,8 @@ def cmd_build(args) -> int:
     reused = sum(s["reused"] for s in _steps(manifest, names))
     console.print(f"built in {manifest['build_seconds']:.1f} s ({reused} of {len(_steps(manifest, names))} stages "
                   f"reused from the cache)")
-    console.print(f"manifest: {Path(args.out) / spec.name / 'manifest.json'}")
-    return _status(pipeline, manifest, names, args.allow_unverified, console)
+    status = _status(pipeline, manifest, names, args.allow_unverified, console)
+    return _finish(manifest, Path(args.out) / spec.name, names, status, args, console)
 
 
 def _print_lint(found, console) -> None:
@@ -119,16 +164,32 @@ def cmd_verify(args) -> int:
     from deployer.report.table import print_layers, print_report
     from deployer.stages import BuildOptions, default_jobs
 
+    args.junit = _junit_path(args.junit)
     model_dir, manifest = read_manifest(args.dist)
     opts = BuildOptions(out=model_dir.parent, jobs=args.jobs or default_jobs(), timeout=args.timeout)
     manifest = checks.verify(model_dir, manifest, opts)
     targets = sorted({a["target"] for a in manifest["artifacts"]})
-    console = _console()
+    console = _console(stderr=args.json)
     print_report(manifest, targets, console)
     if args.layers:
         manifest = checks.layer_report(model_dir, manifest, opts, args.sqnr_threshold, args.layer_images)
         print_layers(manifest, console)
-    return _status(pipeline, manifest, targets, args.allow_unverified, console)
+    status = _status(pipeline, manifest, targets, args.allow_unverified, console)
+    return _finish(manifest, model_dir, targets, status, args, console)
+
+
+def cmd_merge(args) -> int:
+    from deployer import pipeline
+    from deployer.report.merge import merge
+    from deployer.report.table import print_report
+
+    args.junit = _junit_path(args.junit)
+    model_dir, manifest = merge([Path(d) for d in args.dirs], Path(args.out))
+    console = _console(stderr=args.json)
+    targets = list(manifest["targets"])
+    print_report(manifest, targets, console)
+    status = _status(pipeline, manifest, targets, args.allow_unverified, console)
+    return _finish(manifest, model_dir, targets, status, args, console)
 
 
 def cmd_bench(args) -> int:
@@ -151,7 +212,9 @@ def cmd_bench(args) -> int:
     model_dir, manifest = read_manifest(source)
     opts = BuildOptions(out=model_dir.parent, timeout=args.timeout)
     manifest = checks.bench(model_dir, manifest, opts, runs=args.runs, warmup=args.warmup)
-    _console().print(bench_table(manifest))
+    console = _console()
+    console.print(bench_table(manifest))
+    console.print(f"report (with latency): {model_dir / 'report.html'}")
     return EXIT_OK
 
 
@@ -284,6 +347,8 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-cache", action="store_true",
                    help="run every stage again instead of reusing cached results (the cache is still refreshed)")
     b.add_argument("--allow-unverified", action="store_true", help=ALLOW_UNVERIFIED_HELP)
+    b.add_argument("--junit", metavar="FILE", help=JUNIT_HELP)
+    b.add_argument("--json", action="store_true", help=JSON_HELP)
     b.set_defaults(func=cmd_build)
 
     v = sub.add_parser("verify", help="re-run parity on built artifacts")
@@ -294,7 +359,18 @@ def make_parser() -> argparse.ArgumentParser:
     v.add_argument("--sqnr-threshold", type=float, default=30.0, help="dB below which a tensor counts as damaged")
     v.add_argument("--layer-images", type=int, default=16, help="evaluation images for --layers (default: 16)")
     v.add_argument("--allow-unverified", action="store_true", help=ALLOW_UNVERIFIED_HELP)
+    v.add_argument("--junit", metavar="FILE", help=JUNIT_HELP)
+    v.add_argument("--json", action="store_true", help=JSON_HELP)
     v.set_defaults(func=cmd_verify)
+
+    m = sub.add_parser("merge", help="combine the outputs of builds of separate targets (CI jobs) into one folder")
+    m.add_argument("dirs", nargs="+", metavar="DIR", help="an output folder of 'deployer build' (holding one model) "
+                   "or its dist/<model>/ folder")
+    m.add_argument("--out", default="dist", help="where the merged dist/<model>/ goes (default: dist)")
+    m.add_argument("--allow-unverified", action="store_true", help=ALLOW_UNVERIFIED_HELP)
+    m.add_argument("--junit", metavar="FILE", help=JUNIT_HELP)
+    m.add_argument("--json", action="store_true", help=JSON_HELP)
+    m.set_defaults(func=cmd_merge)
 
     be = sub.add_parser("bench", help="latency and size of every built artifact")
     be.add_argument("dist", help="dist/<model>/ folder, its manifest.json, or a model spec (built first if needed)")

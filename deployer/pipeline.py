@@ -25,7 +25,8 @@ from deployer.parity.compare import detects
 from deployer.parity.page import check_demo_page
 from deployer.prepare import Prepared, prepare
 from deployer.quantize import fallback
-from deployer.report.manifest import build_record, load_manifest, merge_manifest, write_manifest
+from deployer.report.manifest import build_record, load_manifest, merge_manifest
+from deployer.report.publish import publish
 from deployer.spec import ArtifactPlan, ModelSpec, TargetProfile
 from deployer.stages import BuildOptions, attempt, thread_env
 from deployer.staging import land, new_staging
@@ -124,14 +125,14 @@ def build(spec: ModelSpec, profiles: list[TargetProfile], opts: BuildOptions, ca
         pool.close()
         for staging in stagings.values():
             shutil.rmtree(staging, ignore_errors=True)
-    record = build_record(spec, prep, toolchain.versions(), __version__, time.perf_counter() - start)
+    record = build_record(spec, prep, toolchain.versions(), toolchain.host(), __version__, time.perf_counter() - start)
     if int8:
         record["int8_lint"], record["calibration_coverage"] = int8
     manifest = merge_manifest(load_manifest(prep.model_dir), record, results)
-    write_manifest(prep.model_dir, manifest)
     for profile in profiles:   # the firmware bundle of each embedded target that landed
         if profile.bundle and results.get(profile.name, ([], {}))[1].get("status") == "built":
             bundle.write(prep.model_dir, profile.name, manifest, spec.version)
+    publish(prep.model_dir, manifest)   # manifest.json, SHA256SUMS, report.html and report.md
     return manifest
 
 

@@ -30,6 +30,7 @@ import contextlib
 import json
 import shutil
 import sys
+import uuid
 from pathlib import Path
 
 from deployer.backends.base import Backend, repair_notes, write_repairs
@@ -349,6 +350,21 @@ def _nms_note(spec: ModelSpec) -> str:
             "normalised centre x, centre y, width, height); each box counts under its best class only")
 
 
+def _stable_package_ids(package: Path) -> None:
+    """An .mlpackage's Manifest.json names its items by random UUIDs, so two saves of the same
+    model differ. Name each by a UUID derived from its path instead (what Core ML reads is the
+    mapping, not the values): the same model gives the same bytes."""
+    manifest = package / "Manifest.json"
+    doc = json.loads(manifest.read_text())
+    entries = doc.get("itemInfoEntries", {})
+    ids = {old: str(uuid.uuid5(uuid.NAMESPACE_URL, f"deployer:mlpackage/{item.get('path', old)}"))
+           for old, item in entries.items()}
+    doc["itemInfoEntries"] = {ids[old]: item for old, item in entries.items()}
+    if doc.get("rootModelIdentifier") in ids:
+        doc["rootModelIdentifier"] = ids[doc["rootModelIdentifier"]]
+    manifest.write_text(json.dumps(doc, indent=4, sort_keys=True) + "\n")
+
+
 def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: str, stem: str,
           calibration: str, prebuilt: str) -> dict:
     model_spec = ModelSpec.from_dict(spec)
@@ -378,6 +394,7 @@ def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: st
         mlmodel.save(str(path))
     else:
         shutil.copytree(base, path)
+    _stable_package_ids(path)
     files = sorted(str(p.relative_to(out_dir)) for p in path.rglob("*") if p.is_file())
     result = {"path": path.name, "files": files, "format": "mlpackage", "notes": notes}
     if quant:

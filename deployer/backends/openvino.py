@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,33 @@ def onnx_names_to_ops(model, onnx_path: str, nodes: list[str]) -> list[str]:
     return found
 
 
+AUTO_NAME = re.compile(r"\b([A-Z][A-Za-z0-9]*)_(\d+)\b")
+
+
+def _stable_names(model, onnx_path: str) -> None:
+    """Names OpenVINO makes up (`Reshape_3692`, and names derived from them) number ops with a
+    counter of the whole process, so the same model saved by a warm worker that built another
+    before gets other names and other bytes. Renumber them in graph order: the same inputs give
+    the same IR. Names that come from the ONNX graph are kept."""
+    import onnx
+
+    graph = onnx.load(onnx_path, load_external_data=False).graph
+    kept = {n.name for n in graph.node} | {o for n in graph.node for o in n.output} | {i.name for i in graph.input}
+    numbers: dict[str, str] = {}
+
+    def renumber(match: re.Match) -> str:
+        token = match.group(0)
+        if token in kept:
+            return token
+        return numbers.setdefault(token, f"{match.group(1)}_d{len(numbers)}")
+
+    for op in model.get_ordered_ops():
+        name = op.get_friendly_name()
+        stable = AUTO_NAME.sub(renumber, name)
+        if stable != name:
+            op.set_friendly_name(stable)
+
+
 def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: str, stem: str,
           calibration: str) -> dict:
     import openvino as ov
@@ -68,6 +96,7 @@ def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: st
     model.set_rt_info(json.dumps(spec["preprocess"]), ["deployer", "preprocess"])
     for key, value in _model_info(spec_obj).items():
         model.set_rt_info(value, ["model_info", key])
+    _stable_names(model, onnx_path)
     xml = Path(out_dir) / f"{stem}.xml"
     ov.save_model(model, str(xml), compress_to_fp16=precision == "fp16")
     if precision == "fp16":

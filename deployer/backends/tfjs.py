@@ -87,6 +87,11 @@ def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: st
                                    "outputs": spec["outputs"], "preprocess": spec["preprocess"],
                                    "head": spec["head"], "precision": precision}})
     notes_signature = _name_signature_outputs(folder / "model.json", model_spec.outputs)
+    # The converter writes the graph's attribute maps in protobuf map order, which changes from
+    # run to run: sorted keys make the same model the same bytes (lists, such as the weights
+    # manifest, keep their order).
+    model_json = folder / "model.json"
+    model_json.write_text(json.dumps(json.loads(model_json.read_text()), sort_keys=True))
     files = sorted(f"{stem}/{p.name}" for p in folder.iterdir())
     shards = sum(1 for f in files if f.endswith(".bin"))
     notes = [f"TF.js graph model, {shards} weight shard(s) of at most {SHARD_BYTES // 1024} KiB",

@@ -140,6 +140,13 @@ def convert(onnx_path: str, spec: ModelSpec, calibration: str, workdir: Path, ex
     if nhwc:  # already channels-last (a TensorFlow source): onnx2tf must not transpose it again
         kwargs.setdefault("keep_nwc_or_nhwc_or_ndhwc_input_names", nhwc)
     log = io.StringIO()
+    # Keras numbers auto-named layers with counters of the whole process (tf.math.multiply_12):
+    # in a warm worker that converted another model before, the same model would get other
+    # tensor names and other bytes. A fresh Keras session per conversion keeps them equal.
+    # onnx2tf builds with tf_keras (Keras 2), whatever tf.keras is in this process.
+    import tf_keras
+
+    tf_keras.backend.clear_session()
     try:
         with contextlib.redirect_stdout(log), _no_keras_tflite():
             onnx2tf.convert(input_onnx_file_path=str(private), output_folder_path=str(out),

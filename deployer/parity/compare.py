@@ -87,6 +87,31 @@ class Reference:
                    load_detections(files["truth"]) if "truth" in files else None, files["labelled"])
 
 
+# The first evaluation images' detections go into each run's figures, for the report's overlays.
+REPORT_SAMPLES = 3
+
+
+def sample_rows(detections: list[Detections], threshold: float) -> list[list[list[float]]]:
+    """The first images' detections above `threshold`, per image [x1, y1, x2, y2, score, label]
+    in network-input pixels, rounded (the report draws them; the manifest stays small)."""
+    rows = []
+    for d in detections[:REPORT_SAMPLES]:
+        d = d.above(threshold)
+        rows.append([[*(round(float(v), 1) for v in b), round(float(s), 3), int(c)]
+                     for b, s, c in zip(d.boxes, d.scores, d.labels)])
+    return rows
+
+
+def _per_class(ours: dict, own: dict, labels: list[str]) -> dict:
+    """AP per class of the artifact and of the reference, against the labels, by class name."""
+    def name(c: str) -> str:
+        return labels[int(c)] if int(c) < len(labels) else c
+    return {name(c): {"ap50": v["ap50"], "ap50_95": v["ap50_95"],
+                      "reference_ap50": own.get("per_class", {}).get(c, {}).get("ap50"),
+                      "reference_ap50_95": own.get("per_class", {}).get(c, {}).get("ap50_95")}
+            for c, v in ours.get("per_class", {}).items()}
+
+
 def detection_metrics(outputs: dict, spec: ModelSpec, ref: Reference) -> dict | None:
     """Agreement mAP (artifact scored against the reference's confident detections) and labelled mAP."""
     if ref.detections is None:
@@ -115,7 +140,9 @@ def detection_metrics(outputs: dict, spec: ModelSpec, ref: Reference) -> dict | 
             # down to the same floor, or the low-score tail it keeps would count as a drop.
             own = mean_average_precision([d.above(floor) for d in reference], ref.truth)
         result.update({"map50": labelled["map50"], "map50_95": labelled["map50_95"],
-                       "reference_map50": own["map50"], "reference_map50_95": own["map50_95"]})
+                       "reference_map50": own["map50"], "reference_map50_95": own["map50_95"],
+                       "per_class": _per_class(labelled, own, spec.labels)})
+    result["samples"] = sample_rows(out_dets, spec.head.score_threshold)
     # JSON has no NaN: an undefined figure (no ground truth to score against) is null.
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in result.items()}
 

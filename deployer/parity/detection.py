@@ -156,7 +156,7 @@ def mean_average_precision(predictions: list[Detections], ground_truth: list[Det
     """COCO mAP@0.5 and mAP@0.5:0.95 over images; ground-truth scores are ignored."""
     classes = sorted({int(c) for g in ground_truth for c in g.labels})
     if not classes:
-        return {"map50": float("nan"), "map50_95": float("nan")}
+        return {"map50": float("nan"), "map50_95": float("nan"), "per_class": {}}
     ap = np.zeros((len(classes), len(IOU_THRESHOLDS)))
     for ci, c in enumerate(classes):
         n_gt, hits, scores = 0, [], []
@@ -173,7 +173,10 @@ def mean_average_precision(predictions: list[Detections], ground_truth: list[Det
         all_hits = np.concatenate(hits, 1)[:, order] if hits else np.zeros((len(IOU_THRESHOLDS), 0), bool)
         for ti in range(len(IOU_THRESHOLDS)):
             ap[ci, ti] = _precision_at_recall(all_hits[ti], n_gt).mean()
-    return {"map50": float(ap[:, 0].mean()), "map50_95": float(ap.mean())}
+    # Per class (by index) for the report's per-class AP plot.
+    per_class = {str(c): {"ap50": round(float(ap[ci, 0]), 5), "ap50_95": round(float(ap[ci].mean()), 5)}
+                 for ci, c in enumerate(classes)}
+    return {"map50": float(ap[:, 0].mean()), "map50_95": float(ap.mean()), "per_class": per_class}
 
 
 def save_detections(path, detections: list[Detections]) -> None:

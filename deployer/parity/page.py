@@ -4,6 +4,7 @@ coordinates) are compared with the reference model's detections on the same imag
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -27,6 +28,13 @@ MIN_RATE = 0.9
 # exist in the reference down to half the threshold. Boxes in between may go either way.
 RECALL_MARGIN = 0.1
 PRECISION_FLOOR = 0.5
+
+
+def _plain(message: str) -> str:
+    """A browser console line without colour codes or the runtime's own timestamp (ONNX
+    Runtime Web logs both), so the same page gives the same record."""
+    message = re.sub(r"\x1b\[[0-9;]*m", "", message)
+    return re.sub(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)? ", "", message).strip()
 
 
 def reference_detections(reference: dict, spec: ModelSpec, image_paths: list[str]) -> dict[str, list[dict]]:
@@ -108,6 +116,7 @@ def check_demo_page(prep, spec: ModelSpec, target: str, entries: list[dict], sta
     result = hit.value
     reference = reference_detections(prep.reference.outputs, spec, [str(p) for p in samples])
     page = compare_page(result["results"], reference, dict(zip(urls, map(str, samples))), spec.head.score_threshold)
-    page.update({"screenshot": f"{target}/demo.png", "browser": result["browser"], "page_errors": result["errors"],
+    page.update({"screenshot": f"{target}/demo.png", "browser": result["browser"],
+                 "page_errors": [_plain(e) for e in result["errors"]],
                  "samples": urls, "reused": reused})
     return page

@@ -9,6 +9,9 @@ import numpy as np
 # Bit-exact outputs have infinite SNR; JSON has no infinity, so SNR is bounded by +-this
 # (an exact match reads 300 dB, noise on an all-zero reference -300 dB) everywhere.
 SNR_EXACT_DB = 300.0
+# The report's per-output error histogram: |artifact - reference| counted per decade from
+# 1e-7 to 1e3 (the first bin holds exact matches and smaller errors, the last larger ones).
+ERROR_DECADES = tuple(range(-7, 4))
 
 
 def snr_db(signal: float, noise: float) -> float:
@@ -37,5 +40,8 @@ def tensor_metrics(reference: np.ndarray, output: np.ndarray) -> dict[str, float
     norm = np.linalg.norm(ref) * np.linalg.norm(out)
     cosine = float(ref @ out / norm) if norm > 0 else float(np.array_equal(ref, out))
     snr = snr_db(float(ref @ ref), float(diff @ diff))
+    edges = np.array([10.0 ** k for k in ERROR_DECADES])
+    counts = np.bincount(np.searchsorted(edges, np.abs(diff), side="right"), minlength=len(edges) + 1)
     return {"max_abs": float(np.abs(diff).max(initial=0.0)), "mean_abs": float(np.abs(diff).mean()) if diff.size else 0.0,
-            "cosine": cosine, "snr_db": snr}
+            "cosine": cosine, "snr_db": snr,
+            "abs_error_hist": {"decades": list(ERROR_DECADES), "counts": [int(c) for c in counts]}}

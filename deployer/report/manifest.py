@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from deployer.errors import UserError
+from deployer.parity.compare import REPORT_SAMPLES, sample_rows
 
 MANIFEST = "manifest.json"
+NUMBERS = re.compile(r"\[\s*((?:-?[0-9.eE+-]+,\s*)*-?[0-9.eE+-]+)\s*\]")
 
 
 def load_manifest(model_dir: Path) -> dict | None:
@@ -54,11 +57,12 @@ def merge_manifest(old: dict | None, new: dict, results: dict[str, tuple[list, d
     return manifest
 
 
-def build_record(spec, prep, tools: dict, version: str, seconds: float) -> dict:
+def build_record(spec, prep, tools: dict, host: dict, version: str, seconds: float) -> dict:
     """The build-wide part of a manifest: model, source, toolchain, ONNX form, evaluation set, times."""
     return {
         "model": spec.name,
         "spec": spec.path,
+        "labels": spec.labels,
         "source": {"path": spec.source.path or spec.source.factory, "kind": spec.source.kind,
                    "weights": spec.source.weights or None, "sha256": prep.source_sha256},
         "toolchain": tools,
@@ -67,17 +71,33 @@ def build_record(spec, prep, tools: dict, version: str, seconds: float) -> dict:
                                                        "simplify", "ops", "inputs", "outputs")},
                  "path": str(prep.onnx_path.relative_to(prep.model_dir))},   # the intermediate form
         "evaluation": {"images": prep.evalset.images, "skipped": prep.evalset.skipped,
-                       "labelled": prep.evalset.ground_truth is not None},
+                       "labelled": prep.evalset.ground_truth is not None, "samples": _samples(spec, prep),
+                       "sample_input": {"width": spec.inputs[0].width, "height": spec.inputs[0].height,
+                                        "resize": spec.preprocess.resize, "pad_value": spec.preprocess.pad_value}},
+        "host": host,                               # where the parity was measured (toolchain.host)
         "stages": prep.steps,                       # the shared steps: lower, inputs, reference
         "stage_seconds": {s["step"]: s["seconds"] for s in prep.steps},
         "build_seconds": round(seconds, 2),
     }
 
 
+def _samples(spec, prep) -> list[dict]:
+    """The first evaluation images (relative to the spec's folder) and the reference's deployed
+    detections on them: the report's overlays draw each artifact's beside these."""
+    dets = prep.reference.detections
+    rows = sample_rows(dets, spec.head.score_threshold) if dets is not None else []
+    base = Path(spec.path).parent
+    return [{"image": os.path.relpath(path, base), "reference": rows[i] if i < len(rows) else None}
+            for i, path in enumerate(prep.evalset.paths[:REPORT_SAMPLES])]
+
+
 def write_manifest(model_dir: Path, manifest: dict) -> Path:
     path = model_dir / MANIFEST
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False, default=_json_default, allow_nan=False) + "\n")
+    text = json.dumps(manifest, indent=2, sort_keys=False, default=_json_default, allow_nan=False)
+    # Lists of numbers on one line each (boxes, histograms): a third of the size, still readable.
+    text = NUMBERS.sub(lambda m: "[" + re.sub(r",\s+", ", ", m.group(1)) + "]", text)
+    tmp.write_text(text + "\n")
     os.replace(tmp, path)
     return path
 

@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import math
-
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from deployer.parity.tensor import SNR_EXACT_DB
+from deployer.report.summary import number, runs_of
 
 STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "unverified": "magenta", "built": "green",
          "failed": "bold red"}
 
 
-def _num(value, fmt: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return format(value, fmt)
-
-
 def parity_rows(entry: dict) -> list[dict]:
     """One row per runtime run of an artifact (web artifacts run in several)."""
-    parity = entry.get("parity") or {}
-    return parity.get("runs") or ([parity] if parity else [{}])
+    return runs_of(entry) or [{}]
 
 
 def parity_table(manifest: dict, targets: list[str] | None = None) -> Table:
@@ -50,12 +42,12 @@ def parity_table(manifest: dict, targets: list[str] | None = None) -> Table:
             verdict = run.get("verdict", "unverified")
             table.add_row(
                 entry["target"], entry["backend"], _label(entry), run.get("runtime", "-"), size, *extra,
-                _num(min((o["cosine"] for o in outs), default=None), ".6f"),
-                _num(min((o["snr_db"] for o in outs), default=None), ".1f"),
-                _num(max((o["max_abs"] for o in outs), default=None), ".2e"),
-                _num(det.get("agreement_map50"), ".3f"), _num(det.get("agreement_map50_95"), ".3f"),
-                f"{_num(det.get('map50'), '.3f')} ({_num(det.get('reference_map50'), '.3f')})",
-                f"{_num(det.get('map50_95'), '.3f')} ({_num(det.get('reference_map50_95'), '.3f')})",
+                number(min((o["cosine"] for o in outs), default=None), ".6f"),
+                number(min((o["snr_db"] for o in outs), default=None), ".1f"),
+                number(max((o["max_abs"] for o in outs), default=None), ".2e"),
+                number(det.get("agreement_map50"), ".3f"), number(det.get("agreement_map50_95"), ".3f"),
+                f"{number(det.get('map50'), '.3f')} ({number(det.get('reference_map50'), '.3f')})",
+                f"{number(det.get('map50_95'), '.3f')} ({number(det.get('reference_map50_95'), '.3f')})",
                 f"[{STYLE.get(verdict, '')}]{verdict}[/]")
     return table
 

@@ -28,6 +28,12 @@ export async function checkPage({ page: pageDir, screenshot, out }, browser) {
     // Leave the first model's first sample on screen for the screenshot.
     await page.evaluate(() => window.deployerDemo.selectModel(0));
     await page.evaluate(s => window.deployerDemo.detect(s), state.config.samples[0]);
+    // The measured time changes from run to run: leave it out of the picture, so the same
+    // build gives the same screenshot bytes (SHA256SUMS compares builds).
+    await page.evaluate(() => {
+      const status = document.getElementById("status");
+      if (status) status.textContent = status.textContent.replace(/ in [0-9.]+ ms/, "");
+    });
     await page.screenshot({ path: screenshot, fullPage: true });
     writeFileSync(out, JSON.stringify({ results, errors, browser: browser.version() }));
   } finally {

@@ -1,0 +1,98 @@
+"""`deployer merge DIR...`: one model folder from builds of separate targets (a CI matrix with a
+job per target), as if one build had made them all: the target folders and bundles copied in,
+the manifests combined (report/manifest.merge_manifest, the same rule a build uses), then
+SHA256SUMS and the reports written for the whole.
+
+Refused, before anything is copied: folders of different models, of different source models
+(sha256) or evaluation sets (their parity would not compare), and a target built twice."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from deployer.errors import UserError
+from deployer.report.html import HTML
+from deployer.report.manifest import MANIFEST, load_manifest, merge_manifest
+from deployer.report.publish import publish
+from deployer.staging import REJECTED, replace_dir
+
+
+def model_folder(path: Path) -> tuple[Path, dict]:
+    """A build's model folder (holding manifest.json) from it or from the --out folder above it."""
+    if not path.is_dir():
+        raise UserError(f"{path}: not a folder; give the --out folder of a 'deployer build' or its <model>/ folder")
+    manifest = load_manifest(path)
+    if manifest is not None:
+        return path, manifest
+    found = sorted(p for p in path.iterdir() if p.is_dir() and (p / MANIFEST).is_file())
+    if not found:
+        raise UserError(f"{path}: no {MANIFEST} in it or in its subfolders; give the --out folder of a "
+                        "'deployer build'")
+    if len(found) > 1:
+        raise UserError(f"{path}: holds several models ({', '.join(p.name for p in found)}); give one <model>/ folder")
+    return found[0], load_manifest(found[0])
+
+
+def _same(what: str, values: list[tuple[Path, object]]) -> None:
+    first_dir, first = values[0]
+    for folder, value in values[1:]:
+        if value != first:
+            raise UserError(f"{folder}: {what} differs from {first_dir}'s ({value} vs {first}); merge only builds "
+                            "of the same spec, source model and evaluation images")
+
+
+def merge(dirs: list[Path], out: Path) -> tuple[Path, dict]:
+    """Merge the builds in `dirs` into `out`/<model>/; its folder and manifest."""
+    sources = [model_folder(d) for d in dirs]
+    _same("the model", [(d, m["model"]) for d, m in sources])
+    _same("the source model's sha256", [(d, (m.get("source") or {}).get("sha256")) for d, m in sources])
+    _same("the evaluation set", [(d, {k: (m.get("evaluation") or {}).get(k) for k in ("images", "labelled")})
+                                 for d, m in sources])
+    seen: dict[str, Path] = {}
+    for folder, manifest in sources:
+        if not manifest.get("targets"):
+            raise UserError(f"{folder / MANIFEST}: lists no targets; nothing to merge from it")
+        for target in manifest["targets"]:
+            if target in seen:
+                raise UserError(f"target {target!r} is in both {seen[target]} and {folder}; merge each target once")
+            seen[target] = folder
+    model = sources[0][1]["model"]
+    dest = out / model
+    inputs = {d.resolve() for d, _ in sources}
+    if dest.exists() and dest.resolve() not in inputs and any(dest.iterdir()):
+        raise UserError(f"{dest}: exists and is not one of the folders merged; choose another --out or add it as "
+                        "an input")
+    dest.mkdir(parents=True, exist_ok=True)
+
+    merged: dict | None = None
+    earlier = []
+    for folder, manifest in sources:
+        if folder.resolve() != dest.resolve():
+            _copy_targets(folder, dest, manifest)
+        earlier.append(folder / HTML)
+        results = {t: ([a for a in manifest["artifacts"] if a["target"] == t], status)
+                   for t, status in manifest["targets"].items()}
+        record = {k: v for k, v in manifest.items() if k not in ("targets", "artifacts")}
+        if merged is not None:   # the build-wide record stays the first one's, with what it lacks
+            record = {**record, **{k: v for k, v in merged.items() if k not in ("targets", "artifacts")
+                                   and v is not None}}
+        merged = merge_manifest(merged, record, results)
+    publish(dest, merged, earlier)
+    return dest, merged
+
+
+def _copy_targets(src: Path, dest: Path, manifest: dict) -> None:
+    """Each target's folder (or its rejected one) and bundles, each swapped in whole."""
+    for target in manifest["targets"]:
+        for rel in (Path(target), Path(REJECTED) / target):
+            if (src / rel).is_dir():
+                staging = dest / f".staging-merge-{target}"
+                shutil.rmtree(staging, ignore_errors=True)
+                shutil.copytree(src / rel, staging)
+                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                replace_dir(staging, dest / rel)
+        for bundle in src.glob(f"{manifest['model']}-{target}-*.tar.gz"):
+            tmp = dest / f".{bundle.name}.tmp"
+            shutil.copyfile(bundle, tmp)
+            tmp.replace(dest / bundle.name)
