@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -410,8 +412,20 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupt(signum, frame):
+    """Ctrl-C or SIGTERM: stop the command (pipeline.build kills its workers, discards what
+    was cut short and writes the manifest of what landed). Further signals are ignored while
+    that cleanup, which takes a few seconds at most, runs."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         return args.func(args)
     except UserError as exc:
@@ -421,7 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deployer: failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print("deployer: interrupted", file=sys.stderr)
+        print("deployer: interrupted: running stages were stopped and unfinished targets discarded; what "
+              "landed before is in the output folder and its manifest.json", file=sys.stderr)
         return 130
 
 

@@ -40,6 +40,10 @@ class OutputMismatch(StageError):
     (names, count or shapes): that run fails."""
 
 
+class Interrupted(Exception):
+    """A target cut short by Ctrl-C or SIGTERM: it does not land (pipeline.build)."""
+
+
 class CannotVerify(DeployerError):
     """This runtime cannot execute this artifact here; the message names what is missing."""
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from deployer import __version__, backends, graph_nms, runtimes, toolchain
 from deployer import stages as stage_names
 from deployer.artifacts import build_and_verify
+from deployer.errors import Interrupted
 from deployer.firmware import bundle
 from deployer.parity.compare import detects
 from deployer.parity.page import check_demo_page
@@ -29,7 +30,7 @@ from deployer.report.manifest import build_record, load_manifest, merge_manifest
 from deployer.report.publish import publish
 from deployer.spec import ArtifactPlan, ModelSpec, TargetProfile
 from deployer.stages import BuildOptions, attempt, thread_env
-from deployer.staging import land, new_staging
+from deployer.staging import land, new_staging, remove_stale
 from deployer.worker import WorkerPool
 
 
@@ -53,6 +54,8 @@ def build_artifact(prep: Prepared, spec: ModelSpec, target: str, plan: ArtifactP
     if (entry["status"] == "built" and entry["parity"]["verdict"] == "fail" and plan.precision == "int8"
             and backends.get(plan.backend).keeps_float and "outputs" in entry["parity"]):  # measured, not crashed
         entry = fallback.fallback(prep, spec, target, plan, staging, entry, after)
+    if _stopping(prep):
+        raise Interrupted(target)
     verdict = entry["parity"]["verdict"] if entry["status"] == "built" else "failed"
     prep.stages.progress.verdict(target, plan.key, verdict, "; ".join(entry.get("parity", {}).get("reasons", []))[:120]
                                  if entry["status"] == "built" else entry["error"].splitlines()[0][:120])
@@ -76,6 +79,8 @@ def finish_target(prep: Prepared, spec: ModelSpec, profile: TargetProfile, stagi
                        **graph_nms.deployed(e, spec)} for e in entries]}, indent=2))
     if profile.bundle:   # embedded targets: the Python sample beside the artifacts (firmware/sample.py)
         shutil.copyfile(Path(bundle.__file__).with_name("sample.py"), staging / "infer.py")
+    if _stopping(prep):   # interrupted while finishing (the demo page): nothing lands half-done
+        raise Interrupted(profile.name)
     kept = land(staging, prep.model_dir, profile.name, ok, entries)
     status = {"status": "built" if ok else "failed", "profile": profile.path, "kept_previous_build": kept}
     if page is not None:
@@ -88,9 +93,11 @@ def build(spec: ModelSpec, profiles: list[TargetProfile], opts: BuildOptions, ca
           evaluation: str = "", on_target_done=None) -> dict:
     start = time.perf_counter()
     graph_nms.check_plans(spec, profiles)
-    pool = WorkerPool(opts.jobs, opts.out / spec.name / ".work" / "logs",
+    model_dir = opts.out / spec.name
+    remove_stale(model_dir)   # what a killed build left behind
+    pool = WorkerPool(opts.jobs, model_dir / ".work" / "logs",
                       {**thread_env(opts.jobs), **opts.worker_env}, runtimes.spread_families())
-    stagings = {}
+    stagings, landed, int8, prep = {}, {}, [], None
     try:
         prep = prepare(spec, opts, calibration, evaluation, pool,
                        warm_up=lambda: pool.prewarm(_families(spec, profiles), opts.timeout))
@@ -101,30 +108,56 @@ def build(spec: ModelSpec, profiles: list[TargetProfile], opts: BuildOptions, ca
         artifacts = sum(len(p.artifacts) for p in profiles)
         with ThreadPoolExecutor(max(1, artifacts)) as artifact_threads, \
                 ThreadPoolExecutor(max(1, len(profiles))) as target_threads, ThreadPoolExecutor(2) as checks:
-            int8 = [] if not any(a.precision == "int8" for p in profiles for a in p.artifacts) else [
-                checks.submit(_check, prep, "int8 lint", stage_names.INT8_LINT, onnx_path=str(prep.onnx_path),
-                              inputs=str(prep.calib_inputs), names=[i.name for i in spec.inputs]),
-                checks.submit(_check, prep, "calibration coverage", stage_names.COVERAGE,
-                              onnx_path=str(prep.onnx_path), calibration=str(prep.calib_inputs),
-                              evaluation=str(prep.eval_inputs), names=[i.name for i in spec.inputs])]
+            try:
+                int8 = [] if not any(a.precision == "int8" for p in profiles for a in p.artifacts) else [
+                    checks.submit(_check, prep, "int8 lint", stage_names.INT8_LINT, onnx_path=str(prep.onnx_path),
+                                  inputs=str(prep.calib_inputs), names=[i.name for i in spec.inputs]),
+                    checks.submit(_check, prep, "calibration coverage", stage_names.COVERAGE,
+                                  onnx_path=str(prep.onnx_path), calibration=str(prep.calib_inputs),
+                                  evaluation=str(prep.eval_inputs), names=[i.name for i in spec.inputs])]
 
-            def run_target(profile: TargetProfile) -> tuple[list, dict]:
-                after = int(profile.page and detects(spec))   # the demo page waits for these artifacts
-                futures = [artifact_threads.submit(build_artifact, prep, spec, profile.name, plan,
-                                                   stagings[profile.name], after) for plan in profile.artifacts]
-                return finish_target(prep, spec, profile, stagings[profile.name], [f.result() for f in futures])
+                def run_target(profile: TargetProfile) -> tuple[list, dict]:
+                    after = int(profile.page and detects(spec))   # the demo page waits for these artifacts
+                    futures = [artifact_threads.submit(build_artifact, prep, spec, profile.name, plan,
+                                                       stagings[profile.name], after) for plan in profile.artifacts]
+                    entries = [f.result() for f in futures]
+                    if _stopping(prep):   # interrupted: what was cut short must not land
+                        raise Interrupted(profile.name)
+                    landed[profile.name] = finish_target(prep, spec, profile, stagings[profile.name], entries)
+                    return landed[profile.name]
 
-            futures = {p.name: target_threads.submit(run_target, p) for p in profiles}
-            results: dict[str, tuple] = {}
-            for name, future in futures.items():
-                results[name] = future.result()
-                if on_target_done:
-                    on_target_done(name, results[name])
-            int8 = [f.result() for f in int8]
+                futures = {p.name: target_threads.submit(run_target, p) for p in profiles}
+                for name, future in futures.items():
+                    future.result()
+                    if on_target_done:
+                        on_target_done(name, landed[name])
+                int8 = [f.result() for f in int8]
+            except BaseException:
+                # Ctrl-C or SIGTERM (cli.py): kill every worker's process group, so running
+                # stages fail now and no new one starts; drop what is queued. Leaving the
+                # executors then waits only for threads that are finishing.
+                pool.abort()
+                for executor in (artifact_threads, target_threads, checks):
+                    executor.shutdown(wait=False, cancel_futures=True)
+                raise
+    except BaseException:
+        if prep is not None and landed:
+            # Targets that landed before the interrupt replaced their folders: the manifest
+            # must say so, or dist/ and manifest.json disagree.
+            _write(spec, prep, profiles, landed, [], start)
+        raise
     finally:
         pool.close()
         for staging in stagings.values():
             shutil.rmtree(staging, ignore_errors=True)
+    results = {p.name: landed[p.name] for p in profiles}
+    return _write(spec, prep, profiles, results, int8, start)
+
+
+def _write(spec: ModelSpec, prep: Prepared, profiles: list[TargetProfile], results: dict, int8: list,
+           start: float) -> dict:
+    """The manifest of what is in dist/ now (earlier targets kept), the bundles of the embedded
+    targets that landed, the checksums and the reports."""
     record = build_record(spec, prep, toolchain.versions(), toolchain.host(), __version__, time.perf_counter() - start)
     if int8:
         record["int8_lint"], record["calibration_coverage"] = int8
@@ -165,6 +198,12 @@ def _families(spec: ModelSpec, profiles: list[TargetProfile]) -> list[tuple[str,
                 wanted.setdefault(family, [])
                 wanted[family] += [m for m in modules if m not in wanted[family]]
     return [(family, tuple(modules)) for family, modules in wanted.items()]
+
+
+def _stopping(prep: Prepared) -> bool:
+    """Whether the build is being interrupted (WorkerPool.abort)."""
+    pool = prep.stages.pool
+    return pool is not None and pool.closed
 
 
 def unverified(manifest: dict, targets: list[str]) -> list[dict]:

@@ -106,6 +106,14 @@ def run_stage(func: str, kwargs: dict, *, workdir: Path, name: str,
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             raise StageError(f"{name}: timed out after {timeout:.0f} s (log: {log})") from None
+        except BaseException:   # Ctrl-C: the child is in its own session and would go on
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+        try:   # what the stage forked and left running
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
     if not result.is_file():
         raise StageError(f"{name}: worker {_describe_exit(code)} (log: {log})\n{_tail(log)}")
     return _outcome(name, result, log, time.perf_counter() - start)
@@ -177,6 +185,10 @@ class _Worker:
                 self.proc.wait(timeout=10)
             except (OSError, subprocess.TimeoutExpired):
                 self.kill()
+        try:   # anything its stages forked that is still there
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         os.close(self.control)   # nobody waits on it: the worker was idle
 
 
@@ -274,6 +286,16 @@ class WorkerPool:
         for worker in workers:
             worker.close()
 
+    def abort(self) -> None:
+        """Stop now (an interrupted build): no new stage starts, and every worker's process
+        group is killed, so the threads waiting on running stages see them fail at once."""
+        with self.lock:
+            self.closed = True
+            workers = list(self.all)
+        for worker in workers:
+            if worker.alive:
+                worker.kill()
+
 
 def preload(modules: list[str]) -> dict:
     """Worker stage: import modules (or call 'module:function' entries) ahead of real work."""
@@ -306,6 +328,7 @@ def _write_result(request: dict, payload: dict) -> None:
 
 
 def _child(request_path: str) -> int:
+    _watch_parent()
     request = json.loads(Path(request_path).read_text())
     _write_result(request, _execute(request))
     sys.stdout.flush()
@@ -316,13 +339,18 @@ def _child(request_path: str) -> int:
 
 
 def _watch_parent() -> None:
-    """Exit as soon as the parent is gone (its pid changes to the reaper's)."""
+    """Die within half a second of the parent (its pid changes to the reaper's), with every
+    process this worker started (its process group: converters' helpers, Node, Chromium), so
+    nothing writes into a build folder after the build is gone (a SIGKILLed parent)."""
     parent = os.getppid()
 
     def watch():
         while os.getppid() == parent:
             time.sleep(0.5)
-        os._exit(1)
+        try:
+            os.killpg(os.getpgid(0), signal.SIGKILL)   # a session leader: its group is its own
+        finally:
+            os._exit(1)
 
     threading.Thread(target=watch, daemon=True).start()
 
@@ -345,6 +373,9 @@ def _serve(control_fd: int) -> int:
             os.dup2(base_err, 2)
         _write_result(request, payload)
         os.write(control_fd, b"done\n")
+    # Processes a converter forked (OpenVINO's and NNCF's helpers) outlive an exiting worker
+    # unless its group goes with it.
+    os.killpg(os.getpgid(0), signal.SIGKILL)
     os._exit(0)
 
 
