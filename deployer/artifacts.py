@@ -9,7 +9,7 @@ from pathlib import Path
 from deployer import backends
 from deployer.backends.base import Backend
 from deployer.cache import copy_files
-from deployer.hashing import artifact_sha256
+from deployer.hashing import artifact_sha256, sha256_of
 from deployer.prepare import Prepared
 from deployer.spec import ArtifactPlan, ModelSpec
 from deployer.stages import attempt
@@ -81,6 +81,9 @@ def build_and_verify(prep: Prepared, spec: ModelSpec, target: str, plan: Artifac
     sha256 = artifact_sha256(out_dir, info["files"])
     entry = {"path": f"{target}/{info['path']}", "files": [f"{target}/{f}" for f in info["files"]],
              "format": info["format"], "sha256": sha256,
+             # Per file too, so that verify names the one that changed (an IR's .bin, a shard).
+             **({"file_sha256": {f"{target}/{f}": sha256_of(out_dir / f) for f in info["files"]}}
+                if len(info["files"]) > 1 else {}),
              "size_bytes": sum((out_dir / f).stat().st_size for f in info["files"]),
              "status": "built", "notes": info.get("notes", [])}
     for key in ("quantization", "memory"):   # memory: flash and RAM of firmware artifacts (backends/tflm.py)

@@ -9,7 +9,7 @@ from pathlib import Path
 from deployer import backends, graph_nms, runtimes, toolchain
 from deployer import stages as stage_names
 from deployer.errors import UserError
-from deployer.hashing import artifact_sha256
+from deployer.hashing import artifact_sha256, sha256_of
 from deployer.prepare import prepare
 from deployer.quantize.sensitivity import first_below
 from deployer.report.publish import publish
@@ -64,10 +64,14 @@ def _verify_all(model_dir: Path, manifest: dict, spec, prep) -> None:
     for entry, plan in built_artifacts(model_dir, manifest):
         artifact = model_dir / entry["path"]
         files = [str(Path(f).relative_to(entry["target"])) for f in entry["files"]]
-        if not all((model_dir / f).is_file() for f in entry["files"]) \
-                or artifact_sha256(model_dir / entry["target"], files) != entry["sha256"]:
-            entry["parity"] = {"runtime": plan.runtime, "verdict": "fail",
-                               "reasons": [f"{artifact}: missing or changed since it was built (sha256 differs)"]}
+        missing = [f for f in entry["files"] if not (model_dir / f).is_file()]
+        if missing or artifact_sha256(model_dir / entry["target"], files) != entry["sha256"]:
+            changed = [f for f, sha in entry.get("file_sha256", {}).items()
+                       if f not in missing and sha256_of(model_dir / f) != sha]
+            culprit = (f"missing: {', '.join(str(model_dir / f) for f in missing)}" if missing else
+                       f"changed since it was built (sha256 differs): {', '.join(str(model_dir / f) for f in changed)}"
+                       if changed else f"{artifact}: changed since it was built (sha256 differs)")
+            entry["parity"] = {"runtime": plan.runtime, "verdict": "fail", "reasons": [culprit]}
             continue
         made, error = attempt(lambda: graph_nms.for_plan(prep, spec, plan, entry["target"]))
         if error:

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -31,6 +32,22 @@ def _console(stderr: bool = False):
         # Logs and CI: a table wide enough not to wrap (rich assumes 80 columns otherwise).
         console = Console(highlight=False, width=200, stderr=stderr)
     return console
+
+
+def _output_folder(value: str, option: str = "--out") -> Path:
+    """The output folder, checked before any work: a folder (made if missing) this process can
+    write into."""
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option} {value}: is a file, not a folder; give a folder for the outputs")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".deployer-write-check-"):
+            pass
+    except OSError as exc:
+        raise UserError(f"{option} {value}: cannot write there ({exc.strerror or exc}); choose a writable folder") \
+            from None
+    return path
 
 
 def _junit_path(value: str | None) -> Path | None:
@@ -122,6 +139,7 @@ def cmd_build(args) -> int:
     if len(set(names)) != len(names):
         raise UserError(f"a target is given twice: {', '.join(names)}")
     args.junit = _junit_path(args.junit)
+    _output_folder(args.out)
     console = _console(stderr=args.json)
     jobs = args.jobs or default_jobs()
     console.print(f"deployer {__version__}: building [bold]{spec.name}[/] for {', '.join(names)} into {args.out}/ "
@@ -186,7 +204,7 @@ def cmd_merge(args) -> int:
     from deployer.report.table import print_report
 
     args.junit = _junit_path(args.junit)
-    model_dir, manifest = merge([Path(d) for d in args.dirs], Path(args.out))
+    model_dir, manifest = merge([Path(d) for d in args.dirs], _output_folder(args.out))
     console = _console(stderr=args.json)
     targets = list(manifest["targets"])
     print_report(manifest, targets, console)
@@ -221,8 +239,6 @@ def cmd_bench(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    import tempfile
-
     from deployer import stages
 
     path = Path(args.model)
@@ -316,6 +332,10 @@ def cmd_data_info(args) -> int:
     for name, part in info.get("splits", {}).items():
         print(f"  {'split ' + name + ':':20} {part['images']} images, {part['boxes']} boxes, "
               f"{part['skipped']} skipped")
+    if info.get("skipped_files"):
+        more = len(info["skipped_files"]) - 3
+        print("  skipped (cannot read or decode): " + ", ".join(info["skipped_files"][:3])
+              + (f" and {more} more" if more > 0 else ""))
     for name, n in info["boxes_per_class"].items():
         print(f"  {name:20} {n}")
     sizes = info["image_sizes"]
@@ -421,8 +441,15 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """A warning from deployer or a library in the parent: one plain line, not Python's
+    file:line and source text."""
+    print(f"deployer: warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _interrupt)
         signal.signal(signal.SIGTERM, _interrupt)

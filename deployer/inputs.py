@@ -72,8 +72,13 @@ def prepare_inputs(dataset: Dataset, spec: ModelSpec, count: int, out: Path, wit
             if mapping is not None:
                 labels = np.array([mapping[int(c)] for c in item.labels], np.int64)
                 truth.append(Detections(transform.to_network(item.boxes), np.ones(len(labels), np.float32), labels))
-    for w in caught:
-        warnings.warn(str(w.message), stacklevel=2)
+    skipped = [str(w.message) for w in caught if "cannot decode" in str(w.message)]
+    others = [str(w.message) for w in caught if "cannot decode" not in str(w.message)]
+    if skipped:   # one line for them all, naming the first
+        warnings.warn(f"{dataset.name}: {len(skipped)} of {len(skipped) + len(tensors)} images could not be read or decoded "
+                      f"and were skipped (first: {skipped[0]})", stacklevel=2)
+    for message in dict.fromkeys(others):
+        warnings.warn(message, stacklevel=2)
     if not tensors:
         raise UserError(f"{dataset.name}: none of its {len(dataset.items)} images can be decoded; "
                         "expected readable image files")

@@ -26,7 +26,7 @@ from deployer.parity.compare import detects
 from deployer.parity.page import check_demo_page
 from deployer.prepare import Prepared, prepare
 from deployer.quantize import fallback
-from deployer.report.manifest import build_record, load_manifest, merge_manifest
+from deployer.report.manifest import build_record, check_manifest, load_manifest, merge_manifest
 from deployer.report.publish import publish
 from deployer.spec import ArtifactPlan, ModelSpec, TargetProfile
 from deployer.stages import BuildOptions, attempt, thread_env
@@ -79,6 +79,7 @@ def finish_target(prep: Prepared, spec: ModelSpec, profile: TargetProfile, stagi
                        **graph_nms.deployed(e, spec)} for e in entries]}, indent=2))
     if profile.bundle:   # embedded targets: the Python sample beside the artifacts (firmware/sample.py)
         shutil.copyfile(Path(bundle.__file__).with_name("sample.py"), staging / "infer.py")
+        (staging / "infer.py").chmod(0o755)   # `./infer.py`, as in the bundle
     if _stopping(prep):   # interrupted while finishing (the demo page): nothing lands half-done
         raise Interrupted(profile.name)
     kept = land(staging, prep.model_dir, profile.name, ok, entries)
@@ -94,6 +95,9 @@ def build(spec: ModelSpec, profiles: list[TargetProfile], opts: BuildOptions, ca
     start = time.perf_counter()
     graph_nms.check_plans(spec, profiles)
     model_dir = opts.out / spec.name
+    previous = load_manifest(model_dir)   # checked now: a damaged one must not end the build after the work
+    if previous is not None:
+        check_manifest(model_dir / "manifest.json", previous)
     remove_stale(model_dir)   # what a killed build left behind
     pool = WorkerPool(opts.jobs, model_dir / ".work" / "logs",
                       {**thread_env(opts.jobs), **opts.worker_env}, runtimes.spread_families())

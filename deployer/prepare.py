@@ -116,6 +116,10 @@ def prepare(spec: ModelSpec, opts: BuildOptions, calibration: str = "", evaluati
             warm_up: Callable[[], None] | None = None) -> Prepared:
     """`warm_up` is called when the model has to be lowered (a cold build): the time the
     lowering takes is when the other workers can start and import their frameworks."""
+    # The datasets are read (not decoded) before any stage: a missing, malformed or empty one
+    # is a UserError before minutes of lowering.
+    eval_data = load_dataset(evaluation or spec.data.evaluation, spec, "evaluation")
+    calib_data = load_dataset(calibration or spec.data.calibration, spec, "calibration")
     model_dir = opts.out / spec.name
     work = model_dir / ".work"
     work.mkdir(parents=True, exist_ok=True)
@@ -141,8 +145,6 @@ def prepare(spec: ModelSpec, opts: BuildOptions, calibration: str = "", evaluati
     complete_head(spec, lowered.value, lowered.folder)
 
     start = time.perf_counter()
-    eval_data = load_dataset(evaluation or spec.data.evaluation, spec, "evaluation")
-    calib_data = load_dataset(calibration or spec.data.calibration, spec, "calibration")
     eval_inputs, calib_inputs = work / "eval_inputs.npz", work / "calib_inputs.npz"
     evalset = prepare_inputs(eval_data, spec, spec.data.evaluation_images, eval_inputs, with_labels=True)
     prepare_inputs(calib_data, spec, spec.data.calibration_images, calib_inputs, with_labels=False)

@@ -96,7 +96,8 @@ def test_bench_with_nothing_built_is_an_error_not_an_empty_table(tmp_path):
     manifest = {"model": "shapes", "spec": str(ROOT / "examples" / "shapes" / "shapes.toml"),
                 "targets": {"android": {"status": "failed", "profile": str(ROOT / "targets" / "android.toml")}},
                 "artifacts": [{"target": "android", "backend": "tflite", "precision": "fp32", "status": "built",
-                               "path": ".rejected/android/shapes_fp32.tflite", "files": [], "parity": {}}]}
+                               "path": ".rejected/android/shapes_fp32.tflite", "files": [], "sha256": "0" * 64,
+                               "parity": {}}]}
     (model / "manifest.json").write_text(json.dumps(manifest))
     ran = run_cli("bench", str(model))
     assert ran.returncode == 2, ran.stdout + ran.stderr

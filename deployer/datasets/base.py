@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from deployer.errors import UserError
 
@@ -53,7 +53,7 @@ class Dataset:
                 return
             try:
                 with Image.open(item.image_path) as im:
-                    image = im.convert("RGB")
+                    image = to_rgb(im)
             except (OSError, UnidentifiedImageError, ValueError) as exc:
                 self.skipped.append(str(item.image_path))
                 warnings.warn(f"{item.image_path}: cannot decode image, skipped ({exc})", stacklevel=2)
@@ -63,6 +63,17 @@ class Dataset:
 
 
 # What each reader needs to find images: the hint of the error for an empty dataset.
+# A box may overhang its image by this share of the image's side (labelling tools round and
+# pad); beyond it, the label is wrong and the reader says where.
+OUTSIDE = 0.02
+
+
+def outside(x1: float, y1: float, x2: float, y2: float, width: float, height: float) -> bool:
+    """Whether a box in pixels leaves its image by more than OUTSIDE of the image's size."""
+    mx, my = OUTSIDE * width, OUTSIDE * height
+    return x1 < -mx or y1 < -my or x2 > width + mx or y2 > height + my
+
+
 READ_FORMATS = {
     "coco": "entries in the COCO json's 'images'",
     "voc": "Annotations/*.xml files",
@@ -76,11 +87,31 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+def to_rgb(im: Image.Image) -> Image.Image:
+    """An image as the training frameworks see it (Ultralytics' cv2.imread, torchvision's
+    read_image): EXIF orientation applied; 16-bit grey scaled to 8 bits (not clipped); palette,
+    grey and alpha images as RGB (alpha dropped)."""
+    im = ImageOps.exif_transpose(im)
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        values = np.asarray(im, dtype=np.float64)
+        scale = 257.0 if values.max(initial=0) > 255 else 1.0   # 16 bits -> 8, as cv2 and PIL's own I;16 -> L
+        im = Image.fromarray(np.clip(values / scale, 0, 255).round().astype(np.uint8), "L")
+    elif im.mode == "P":
+        im = im.convert("RGBA")   # a palette's transparency is resolved before the alpha is dropped
+    return im.convert("RGB")
+
+
+# EXIF orientations that turn the picture a quarter: width and height swap.
+QUARTER_TURNS = (5, 6, 7, 8)
+
+
 def image_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from the header only; None when undecodable (images() skips it later)."""
+    """(width, height) as displayed (EXIF orientation applied: labels are drawn on that), from
+    the header only; None when undecodable (images() skips it later)."""
     try:
         with Image.open(path) as im:
-            return im.size
+            w, h = im.size
+            return (h, w) if im.getexif().get(0x0112) in QUARTER_TURNS else (w, h)
     except (OSError, UnidentifiedImageError, ValueError):
         return None
 

@@ -7,12 +7,13 @@ or to the json's folder, never outside that folder.
 from __future__ import annotations
 
 import json
+import math
 import posixpath
 from pathlib import Path
 
 import numpy as np
 
-from deployer.datasets.base import Dataset, Item, copy_image, read_text
+from deployer.datasets.base import OUTSIDE, Dataset, Item, copy_image, outside, read_text
 from deployer.errors import UserError
 
 
@@ -60,8 +61,12 @@ def read(path: Path) -> Dataset:
         if not isinstance(im, dict):
             raise UserError(f"{where}: expected an object")
         image_id = _field(im, "id", int, where)
-        item = Item(_image_path(base, _field(im, "file_name", str, where), f"{where} (id {image_id})"),
-                    size=(int(im.get("width", 0)), int(im.get("height", 0))) if "width" in im else None)
+        size = None
+        if "width" in im or "height" in im:   # optional in practice; when given, whole pixels
+            size = (_field(im, "width", int, where), _field(im, "height", int, where))
+            if min(size) <= 0:
+                raise UserError(f"{where}: fields 'width' and 'height' must be positive, got {size[0]} x {size[1]}")
+        item = Item(_image_path(base, _field(im, "file_name", str, where), f"{where} (id {image_id})"), size=size)
         by_id[image_id] = (item, [], [])
         items.append(item)
     for i, a in enumerate(anns):
@@ -70,8 +75,10 @@ def read(path: Path) -> Dataset:
             raise UserError(f"{where}: expected an object")
         image_id, cat = _field(a, "image_id", int, where), _field(a, "category_id", int, where)
         bbox = _field(a, "bbox", list, where)
-        if len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox) or bbox[2] < 0 or bbox[3] < 0:
-            raise UserError(f"{where}: field 'bbox' must be [x, y, width, height] with width, height >= 0")
+        if len(bbox) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                     for v in bbox) or bbox[2] < 0 or bbox[3] < 0:
+            raise UserError(f"{where}: field 'bbox' must be [x, y, width, height] (numbers) with width, height >= 0, "
+                            f"got {bbox!r}")
         if image_id not in by_id:
             raise UserError(f"{where}: image_id {image_id} is not in 'images'")
         if cat not in cat_ids:
@@ -79,6 +86,10 @@ def read(path: Path) -> Dataset:
         if a.get("iscrowd", 0):
             continue  # crowd regions are not object instances
         x, y, w, h = (float(v) for v in bbox)
+        size = by_id[image_id][0].size
+        if size and outside(x, y, x + w, y + h, *size):
+            raise UserError(f"{where}: field 'bbox' {bbox!r} lies outside its {size[0]} x {size[1]} image "
+                            f"(images[] id {image_id}) by more than {OUTSIDE:.0%} of its size")
         by_id[image_id][1].append([x, y, x + w, y + h])
         by_id[image_id][2].append(cat_ids[cat])
     for item, boxes, labels in by_id.values():

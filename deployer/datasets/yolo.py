@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from deployer.datasets import ultralytics
-from deployer.datasets.base import Dataset, Item, copy_image, image_size, read_text
+from deployer.datasets.base import OUTSIDE, Dataset, Item, copy_image, image_size, outside, read_text
 from deployer.errors import UserError
 
 
@@ -51,9 +51,13 @@ def _labels(label_file: Path, classes: list[str]) -> list[tuple[int, float, floa
             raise UserError(f"{label_file}: line {n}: expected 'class cx cy w h', got {line!r}") from None
         if not 0 <= cls < len(classes):
             raise UserError(f"{label_file}: line {n}: class {cls} is not in 0..{len(classes) - 1}")
-        if not all(0 <= v <= 1 for v in (cx, cy, w, h)):
+        if not all(0 <= v <= 1 for v in (cx, cy, w, h)):   # also false for nan
             raise UserError(f"{label_file}: line {n}: cx, cy, w, h must be normalised to 0..1 (w, h >= 0), "
                             f"got {line.strip()!r}")
+        if outside(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, 1.0, 1.0):
+            raise UserError(f"{label_file}: line {n}: the box {line.strip()!r} reaches outside the image "
+                            f"(edges {cx - w / 2:.3f}..{cx + w / 2:.3f}, {cy - h / 2:.3f}..{cy + h / 2:.3f}, more "
+                            f"than {OUTSIDE:.0%} beyond 0..1)")
         rows.append((cls, cx, cy, w, h))
     return rows
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,9 @@ def load(spec: ModelSpec):
         return call, "saved_model"
     if path.suffix not in (".keras", ".h5"):
         raise UserError(f"{path}: expected a SavedModel folder, a .keras or a .h5 file")
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        raise UserError(f"{path}: not a .keras archive (a zip file): " + (
+            "empty file" if path.stat().st_size == 0 else "damaged or truncated") + "; save or copy the model again")
     import keras
 
     try:

@@ -91,6 +91,11 @@ def load(spec: ModelSpec):
         except Exception as exc:  # noqa: BLE001
             raise UserError(f"{path}: cannot load as a torch.export ExportedProgram: {first_line(exc)}") from None
         return program, "exported_program"
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: empty file (0 bytes); expected a TorchScript archive or a .pt2 ExportedProgram")
+    if path.read_bytes()[:4] == b"PK\x03\x04" and not zipfile.is_zipfile(path):
+        raise UserError(f"{path}: a damaged or truncated archive (its zip directory is missing); copy or export "
+                        "the model again")
     if not _is_torchscript(path):
         raise UserError(f"{path}: not a TorchScript archive or a .pt2 ExportedProgram; a pickled nn.Module "
                         "cannot be loaded safely: give a factory ('package.module:function') and a weights file")
@@ -178,6 +183,25 @@ def _export(model, form: str, spec: ModelSpec, dummy: tuple, out: Path) -> tuple
     return "torchscript", note
 
 
+def _check_runs(model, form: str, spec: ModelSpec, dummy: tuple) -> None:
+    """One forward pass on zeros of the spec's input shapes before exporting: a model that
+    cannot take them (a wrong shape, channels last for a channels-first model) is the spec's
+    mistake, said as such, not an exporter's error."""
+    import torch
+
+    if form == "exported_program":
+        return   # its input shapes are fixed in the program; the exporter names a mismatch
+    try:
+        with torch.no_grad():
+            model(*dummy)
+    except Exception as exc:  # noqa: BLE001 - any failure here is the input's
+        shapes = ", ".join(f"inputs[{i}].shape = {list(x.shape)} ({inp.layout})" for i, (x, inp)
+                           in enumerate(zip(dummy, spec.inputs)))
+        raise UserError(f"{spec.path}: field 'inputs[0].shape': the model does not run on {shapes}: "
+                        f"{first_line(exc, 200)}; check the shape and the layout (a PyTorch model takes NCHW)") \
+            from None
+
+
 def lower(spec: dict, out_path: str, source_sha256: str, toolchain: dict) -> dict:
     """Worker stage: the source model as a checked, simplified ONNX file with metadata."""
     import onnx
@@ -198,6 +222,7 @@ def lower(spec: dict, out_path: str, source_sha256: str, toolchain: dict) -> dic
     else:
         model, form = load(spec)
     dummy = tuple(torch.zeros(i.shape) for i in spec.inputs)
+    _check_runs(model, form, spec, dummy)
     raw = out.with_suffix(".raw.onnx")
     exporter, note = _export(model, form, spec, dummy, raw)
     lowered = onnx.load(str(raw))

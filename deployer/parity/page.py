@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from deployer import stages as stage_names
+from deployer.datasets.base import to_rgb
 from deployer.datasets.preprocess import resize
 from deployer.hashing import sha256_of
 from deployer.parity.compare import decode_all
@@ -45,7 +46,7 @@ def reference_detections(reference: dict, spec: ModelSpec, image_paths: list[str
     out = {}
     for path, d in zip(image_paths, dets):
         with Image.open(path) as im:
-            _, transform = resize(im, inp.width, inp.height, spec.preprocess.resize, spec.preprocess.pad_value)
+            _, transform = resize(to_rgb(im), inp.width, inp.height, spec.preprocess.resize, spec.preprocess.pad_value)
         boxes = transform.to_image(d.boxes)
         out[path] = [{"box": b.tolist(), "label": int(l), "score": float(s)} for b, l, s in zip(boxes, d.labels, d.scores)]
     return out

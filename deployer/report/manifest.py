@@ -20,19 +20,52 @@ def load_manifest(model_dir: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: not valid JSON (line {exc.lineno}); delete it and rebuild") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); not a manifest deployer wrote: delete it and "
+                        "rebuild") from None
 
 
 def read_manifest(path: str | Path) -> tuple[Path, dict]:
-    """A manifest from a model folder or the manifest file itself (for verify and bench)."""
+    """A manifest from a model folder or the manifest file itself (for verify, bench, merge),
+    checked to hold what they read."""
     path = Path(path)
     model_dir = path.parent if path.is_file() else path
     manifest = load_manifest(model_dir)
     if manifest is None:
         raise UserError(f"{model_dir}: no {MANIFEST} here; build first with 'deployer build'")
+    check_manifest(model_dir / MANIFEST, manifest)
     return model_dir, manifest
+
+
+# What verify, bench and merge read: field -> type, for the manifest and each artifact entry.
+FIELDS = {"model": str, "spec": str, "targets": dict, "artifacts": list}
+ENTRY_FIELDS = {"target": str, "backend": str, "precision": str, "status": str}
+BUILT_FIELDS = {"path": str, "files": list, "sha256": str}
+
+
+def check_manifest(path: Path, manifest) -> None:
+    """A UserError naming the field when a manifest (edited, truncated, from another tool) lacks
+    what the commands read."""
+    def fail(field: str, expected: str):
+        return UserError(f"{path}: field '{field}': expected {expected}; this is not a manifest deployer wrote "
+                         "(rebuild with 'deployer build')")
+    if not isinstance(manifest, dict):
+        raise fail("(top level)", "an object")
+    for key, kind in FIELDS.items():
+        if not isinstance(manifest.get(key), kind):
+            raise fail(key, f"a {kind.__name__}")
+    for i, entry in enumerate(manifest["artifacts"]):
+        if not isinstance(entry, dict):
+            raise fail(f"artifacts[{i}]", "an object")
+        needed = {**ENTRY_FIELDS, **(BUILT_FIELDS if entry.get("status") == "built" else {})}
+        for key, kind in needed.items():
+            if not isinstance(entry.get(key), kind):
+                raise fail(f"artifacts[{i}].{key}", f"a {kind.__name__}")
+        if entry["target"] not in manifest["targets"]:
+            raise fail(f"artifacts[{i}].target", f"one of the manifest's targets ({', '.join(manifest['targets'])})")
 
 
 def merge_manifest(old: dict | None, new: dict, results: dict[str, tuple[list, dict]]) -> dict:

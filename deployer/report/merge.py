@@ -13,7 +13,7 @@ from pathlib import Path
 
 from deployer.errors import UserError
 from deployer.report.html import HTML
-from deployer.report.manifest import MANIFEST, load_manifest, merge_manifest
+from deployer.report.manifest import MANIFEST, merge_manifest, read_manifest
 from deployer.report.publish import publish
 from deployer.staging import REJECTED, replace_dir
 
@@ -22,16 +22,15 @@ def model_folder(path: Path) -> tuple[Path, dict]:
     """A build's model folder (holding manifest.json) from it or from the --out folder above it."""
     if not path.is_dir():
         raise UserError(f"{path}: not a folder; give the --out folder of a 'deployer build' or its <model>/ folder")
-    manifest = load_manifest(path)
-    if manifest is not None:
-        return path, manifest
+    if (path / MANIFEST).is_file():
+        return read_manifest(path)
     found = sorted(p for p in path.iterdir() if p.is_dir() and (p / MANIFEST).is_file())
     if not found:
         raise UserError(f"{path}: no {MANIFEST} in it or in its subfolders; give the --out folder of a "
                         "'deployer build'")
     if len(found) > 1:
         raise UserError(f"{path}: holds several models ({', '.join(p.name for p in found)}); give one <model>/ folder")
-    return found[0], load_manifest(found[0])
+    return read_manifest(found[0])
 
 
 def _same(what: str, values: list[tuple[Path, object]]) -> None:

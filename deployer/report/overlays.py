@@ -47,10 +47,11 @@ def sample_images(manifest: dict, earlier: list[Path]) -> dict[int, dict]:
 def _encode(path: Path, view: dict, source: str) -> dict:
     from PIL import Image
 
+    from deployer.datasets.base import to_rgb
     from deployer.datasets.preprocess import resize
 
     with Image.open(path) as im:
-        pixels, _ = resize(im, view["width"], view["height"], view["resize"], view["pad_value"])
+        pixels, _ = resize(to_rgb(im), view["width"], view["height"], view["resize"], view["pad_value"])
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="JPEG", quality=85)
     return {"source": source, "width": view["width"], "height": view["height"],

@@ -150,7 +150,8 @@ def _build_dir(root: Path, name: str, targets: list[str], model="m", sha="s1") -
         (folder / t / "m.onnx").write_bytes(t.encode())
         artifacts.append({**_entry(t, "onnx", "fp32", "pass"), "path": f"{t}/m.onnx", "files": [f"{t}/m.onnx"]})
     (folder / "manifest.json").write_text(json.dumps({
-        "model": model, "source": {"sha256": sha}, "evaluation": {"images": 8, "labelled": True},
+        "model": model, "spec": "/nowhere/m.toml", "source": {"sha256": sha},
+        "evaluation": {"images": 8, "labelled": True},
         "targets": {t: {"status": "built"} for t in targets}, "artifacts": artifacts, "build_seconds": 1.0}))
     return root / name
 
