@@ -198,6 +198,43 @@ def cmd_verify(args) -> int:
     return _finish(manifest, model_dir, targets, status, args, console)
 
 
+CONVERT_TO = ("tf", "torch", "onnx")   # targets/<name>.toml each
+
+
+def cmd_convert(args) -> int:
+    """One target of the framework bridge (targets/tf.toml, torch.toml, onnx.toml), built and
+    verified like any, then where its converted models' specs are."""
+    import dataclasses
+
+    from deployer.bridge import spec_file
+    from deployer.report.manifest import read_manifest
+    from deployer.report.publish import publish
+    from deployer.spec import load_model_spec
+
+    build_args = argparse.Namespace(spec=args.spec, target=[args.to], calib=None, eval=None, split=None,
+                                    out=args.out, jobs=args.jobs, timeout=args.timeout, no_cache=args.no_cache,
+                                    allow_unverified=False, junit=None, json=False)
+    status = cmd_build(build_args)
+    spec = load_model_spec(args.spec)
+    model_dir, manifest = read_manifest(Path(args.out) / spec.name)
+    console = _console()
+    built = [a for a in manifest["artifacts"] if a["target"] == args.to and a["status"] == "built"
+             and a.get("parity", {}).get("verdict") in ("pass", "warn")]
+    if args.to == "onnx" and built:   # the ONNX backend writes no spec of its own: the bridge does
+        entry = built[0]
+        toml = model_dir / Path(entry["path"]).with_suffix(".toml")
+        inputs = [dataclasses.asdict(i) for i in spec.inputs]
+        toml.write_text(spec_file.text(spec, f"{spec.name}_onnx", {"kind": "onnx", "path": Path(entry["path"]).name},
+                                       inputs, toml.name))
+        publish(model_dir, manifest)   # SHA256SUMS covers the new file
+        console.print(f"spec of the converted model: {toml}")
+    for entry in built:
+        for f in entry.get("files", []):
+            if f.endswith(".toml"):
+                console.print(f"spec of the converted model: {model_dir / f}")
+    return status
+
+
 def cmd_merge(args) -> int:
     from deployer import pipeline
     from deployer.report.merge import merge
@@ -384,6 +421,16 @@ def make_parser() -> argparse.ArgumentParser:
     v.add_argument("--junit", metavar="FILE", help=JUNIT_HELP)
     v.add_argument("--json", action="store_true", help=JSON_HELP)
     v.set_defaults(func=cmd_verify)
+
+    cv = sub.add_parser("convert", help="the model in another framework (TensorFlow, PyTorch, ONNX), verified "
+                        "against the source, with a spec beside it")
+    cv.add_argument("spec", help="model spec (.toml)")
+    cv.add_argument("--to", required=True, choices=CONVERT_TO)
+    cv.add_argument("--out", default="dist", help="output folder (default: dist)")
+    cv.add_argument("--jobs", type=int, default=None)
+    cv.add_argument("--timeout", type=float, default=1800)
+    cv.add_argument("--no-cache", action="store_true")
+    cv.set_defaults(func=cmd_convert)
 
     m = sub.add_parser("merge", help="combine the outputs of builds of separate targets (CI jobs) into one folder")
     m.add_argument("dirs", nargs="+", metavar="DIR", help="an output folder of 'deployer build' (holding one model) "

@@ -138,7 +138,7 @@ def _profile(tmp_path, body: str):
      "artifacts[0].runtime_settings.threads", "not a setting of runtime ort-web-node"),
     ('backend = "openvino"\nprecision = "dynamic"\n', "artifacts[0].precision",
      "backend 'openvino' does not build 'dynamic' (it builds: fp32, fp16, int8)"),
-    ('backend = "tensorrt"\nprecision = "int8"\n', "artifacts[0].backend", "one of coreml, onnx, openvino, tfjs, tflite, tflm"),
+    ('backend = "tensorrt"\nprecision = "int8"\n', "artifacts[0].backend", "one of coreml, onnx, openvino, tf, tfjs, tflite, tflm, torch"),
     ('backend = "tflm"\nprecision = "fp32"\n', "artifacts[0].precision", "int8"),
     ('backend = "onnx"\nprecision = "fp32"\nruntime = "litert"\n', "artifacts[0].runtime",
      "'litert' does not run onnx artifacts (onnx); runtimes that do: ort-web-node, ort-web-chromium, onnxruntime, "

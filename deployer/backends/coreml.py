@@ -88,7 +88,10 @@ def _onnx_as_torch(onnx_path: str):
     import onnx2torch
     from onnx2torch.node_converters.registry import get_converter
 
+    from deployer.bridge.onnx_torch import older_forms
+
     model = onnx.load(onnx_path)
+    older_forms(model)   # opset 18 and allowzero written the way onnx2torch reads them, where equal
     opsets = {o.domain: o.version for o in model.opset_import}
     missing = []
     for node in model.graph.node:

@@ -6,6 +6,7 @@ Runs in a worker process (imports TensorFlow).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import sys
@@ -21,7 +22,7 @@ from deployer.spec import ModelSpec
 
 FRONTEND = Frontend(kind="tensorflow", lower="deployer.frontends.tensorflow:lower", reference_runtime="tensorflow",
                     summary="TensorFlow: a SavedModel folder, a Keras .keras or .h5 file (tf2onnx)")
-RUNTIMES = (Runtime("tensorflow", "deployer.frontends.tensorflow:TensorFlowRunner", accepts=(), settings=(),
+RUNTIMES = (Runtime("tensorflow", "deployer.frontends.tensorflow:TensorFlowRunner", accepts=("saved_model",), settings=(),
                     reference=True, family="tensorflow", summary="the TensorFlow source model itself (reference)"),)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -114,6 +115,16 @@ def lower(spec: dict, out_path: str, source_sha256: str, toolchain: dict) -> dic
     spec = ModelSpec.from_dict(spec)
     forward, signature, form = traced(spec)
     model_proto, _ = tf2onnx.convert.from_function(forward, input_signature=signature, opset=spec.source.opset)
+    if len(model_proto.graph.input) > len(spec.inputs):
+        # A SavedModel whose signature calls restored functions (one deployer's `tf` target
+        # wrote, or any tf.function around a loaded model) leaves their captured variables as
+        # graph inputs: freeze them into constants first.
+        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+        frozen = convert_variables_to_constants_v2(forward.get_concrete_function())
+        model_proto, _ = tf2onnx.convert.from_graph_def(
+            frozen.graph.as_graph_def(), input_names=[t.name for t in frozen.inputs],
+            output_names=[t.name for t in frozen.outputs], opset=spec.source.opset)
     # tf2onnx names outputs after the graph tensors: give them the spec's names.
     rename = {o.name: n for o, n in zip(model_proto.graph.output, spec.outputs)}
     for node in model_proto.graph.node:
@@ -143,14 +154,23 @@ class TensorFlowRunner(Runner):
     def load(self) -> None:
         import tensorflow as tf
 
-        self.call, form = load(self.spec)
+        spec, self.shapes = self.spec, {}
+        if self.artifact and self.artifact != spec.source.path:
+            # An artifact of the `tf` backend: its SavedModel, whose inputs may be channels-last.
+            spec = dataclasses.replace(spec, source=dataclasses.replace(spec.source, kind="tensorflow",
+                                                                        path=self.artifact, imports=[]))
+            fn = tf.saved_model.load(self.artifact).signatures["serving_default"]
+            self.shapes = {k: tuple(int(d) if d is not None else 1 for d in v.shape)
+                           for k, v in fn.structured_input_signature[1].items()}
+        self.call, form = load(spec)
         self.settings = {"tensorflow": tf.__version__, "source_form": form}
 
     def unload(self) -> None:
         self.call = None
 
     def io(self):
-        return [Tensor(i.name) for i in self.spec.inputs], [Tensor(n) for n in self.spec.outputs]
+        return ([Tensor(i.name, self.shapes.get(i.name)) for i in self.spec.inputs],
+                [Tensor(n) for n in self.spec.outputs])
 
     def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outs = _ordered(self.call(*[feed[i.name] for i in self.spec.inputs]), self.spec)

@@ -6,6 +6,7 @@ Runs in a worker process (imports torch).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import sys
 import zipfile
@@ -16,11 +17,11 @@ import numpy as np
 from deployer.errors import UserError, first_line
 from deployer.frontends.base import Frontend
 from deployer.runtimes.base import THREADS, Runner, Runtime, Tensor
-from deployer.spec import ModelSpec
+from deployer.spec import ModelSpec, Source
 
 FRONTEND = Frontend(kind="torch", lower="deployer.frontends.torch:lower", reference_runtime="torch",
                     summary="PyTorch: a factory (+ state_dict), TorchScript or a torch.export .pt2")
-RUNTIMES = (Runtime("torch", "deployer.frontends.torch:TorchRunner", accepts=(), settings=(THREADS,),
+RUNTIMES = (Runtime("torch", "deployer.frontends.torch:TorchRunner", accepts=("torch",), settings=(THREADS,),
                     reference=True, family="torch", summary="the PyTorch source model itself (reference)"),)
 
 
@@ -245,7 +246,11 @@ class TorchRunner(Runner):
         threads = self.threads
         if threads:
             torch.set_num_threads(threads)
-        model, form = load(self.spec)
+        spec = self.spec
+        if self.artifact and self.artifact != spec.source.path:
+            # An artifact of the `torch` backend (.pt2 or TorchScript), not the source model.
+            spec = dataclasses.replace(spec, source=Source(kind="torch", path=self.artifact))
+        model, form = load(spec)
         self.model = _as_callable(model)
         self.settings = {"torch": torch.__version__, "source_form": form, "threads": threads or "default"}
 

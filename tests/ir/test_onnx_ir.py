@@ -54,10 +54,11 @@ def test_op_inventory_counts(tmp_path):
     assert op_inventory(onnx.load(str(path))) == {"Relu": 1, "Sigmoid": 1}
 
 
-def test_build_from_corrupt_onnx_source_exits_2(tmp_path):
+def test_build_from_corrupt_onnx_source_exits_2(tiny_project, tmp_path):
     bad = tmp_path / "model.onnx"
     bad.write_bytes(b"not a model at all")
-    spec = write_spec(tmp_path, source='kind = "onnx"\npath = "model.onnx"')
+    # With data: the datasets are checked first (before any stage), then the model.
+    spec = write_spec(tmp_path, source='kind = "onnx"\npath = "model.onnx"', data=tiny_project / "data")
     result = run_cli("build", str(spec), "--target", "web", "--out", str(tmp_path / "dist"))
     assert result.returncode == 2
     assert "model.onnx: not a valid ONNX model" in result.stderr
