@@ -77,8 +77,12 @@ def _traced(module, spec: ModelSpec):
     import torch
 
     example = tuple(torch.zeros(i.shape) for i in spec.inputs)
+    try:
+        module = module.eval()
+    except NotImplementedError:   # an ExportedProgram's module: captured for inference already
+        pass
     with torch.no_grad():
-        return torch.jit.trace(module.eval(), example)
+        return torch.jit.trace(module, example)
 
 
 def _onnx_as_torch(onnx_path: str):
