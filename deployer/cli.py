@@ -209,23 +209,32 @@ def cmd_convert(args) -> int:
     from deployer.bridge import spec_file
     from deployer.report.manifest import read_manifest
     from deployer.report.publish import publish
-    from deployer.spec import load_model_spec
+    from deployer.spec import Head, load_model_spec
 
     build_args = argparse.Namespace(spec=args.spec, target=[args.to], calib=None, eval=None, split=None,
                                     out=args.out, jobs=args.jobs, timeout=args.timeout, no_cache=args.no_cache,
                                     allow_unverified=False, junit=None, json=False)
-    status = cmd_build(build_args)
     spec = load_model_spec(args.spec)
+    own = {"torch": "torch", "tensorflow": "tf", "onnx": "onnx"}.get(spec.source.kind)
+    if own == args.to:   # allowed (a re-export, verified), but rarely what was meant
+        print(f"deployer: note: {args.spec} is already a {spec.source.kind} model: --to {args.to} re-exports it "
+              "in deployer's own form, verified against it", file=sys.stderr)
+    status = cmd_build(build_args)
     model_dir, manifest = read_manifest(Path(args.out) / spec.name)
     console = _console()
-    built = [a for a in manifest["artifacts"] if a["target"] == args.to and a["status"] == "built"
+    # Only a target that landed has specs to build from (a failed one is in .rejected/).
+    landed = manifest.get("targets", {}).get(args.to, {}).get("status") == "built"
+    built = [a for a in manifest["artifacts"] if landed and a["target"] == args.to and a["status"] == "built"
              and a.get("parity", {}).get("verdict") in ("pass", "warn")]
     if args.to == "onnx" and built:   # the ONNX backend writes no spec of its own: the bridge does
         entry = built[0]
         toml = model_dir / Path(entry["path"]).with_suffix(".toml")
         inputs = [dataclasses.asdict(i) for i in spec.inputs]
-        toml.write_text(spec_file.text(spec, f"{spec.name}_onnx", {"kind": "onnx", "path": Path(entry["path"]).name},
-                                       inputs, toml.name))
+        # The head as the build used it: a recipe's lowering fills in fields (its anchors).
+        head = json.loads((model_dir / args.to / "deployer.json").read_text())["head"]
+        used = dataclasses.replace(spec, head=Head.from_dict(head))
+        spec_file.write(used, f"{spec.name}_onnx", {"kind": "onnx", "path": Path(entry["path"]).name},
+                        inputs, toml.parent, toml.stem)
         publish(model_dir, manifest)   # SHA256SUMS covers the new file
         console.print(f"spec of the converted model: {toml}")
     for entry in built:
@@ -279,8 +288,17 @@ def cmd_inspect(args) -> int:
     from deployer import stages
 
     path = Path(args.model)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"{path}: file not found")
+    other = {".xml": "an OpenVINO IR", ".bin": "OpenVINO IR weights", ".mlpackage": "a CoreML package",
+             ".mlmodel": "a CoreML model", ".json": "a TF.js graph model or JSON file", ".pt2": "a PyTorch model",
+             ".pt": "a PyTorch model", ".torchscript": "a PyTorch model", ".keras": "a Keras model"}
+    if path.suffix.lower() in other:
+        raise UserError(f"{path}: {other[path.suffix.lower()]}; inspect reads ONNX models and .tflite files: "
+                        "inspect the ONNX it was built from (`deployer build` writes it for every model, see the "
+                        "manifest's onnx), or a .tflite")
+    if not path.is_file():
+        raise UserError(f"{path}: a folder; inspect reads an ONNX model or a .tflite file")
     tflite = path.suffix == ".tflite"   # a flatbuffer: its ops and TFLM's support (firmware/micro.py)
     with tempfile.TemporaryDirectory() as tmp:
         info = stages.Stages(Path(tmp)).run(stages.INSPECT_TFLITE if tflite else stages.INSPECT, ("", "", "inspect"),
@@ -400,9 +418,9 @@ def make_parser() -> argparse.ArgumentParser:
                    "given here or in the spec; overrides the spec's data.calibration_split and "
                    "data.evaluation_split (default: train for calibration, val for evaluation)")
     b.add_argument("--out", default="dist", help="output folder (default: dist)")
-    b.add_argument("--jobs", type=int, default=None,
+    b.add_argument("--jobs", type=_positive(int), default=None,
                    help="stages run side by side, each in a warm worker (default: the number of cores)")
-    b.add_argument("--timeout", type=float, default=1800, help="seconds allowed per stage (default: 1800)")
+    b.add_argument("--timeout", type=_positive(float, 1), default=1800, help="seconds allowed per stage (default: 1800)")
     b.add_argument("--no-cache", action="store_true",
                    help="run every stage again instead of reusing cached results (the cache is still refreshed)")
     b.add_argument("--allow-unverified", action="store_true", help=ALLOW_UNVERIFIED_HELP)
@@ -412,11 +430,11 @@ def make_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("verify", help="re-run parity on built artifacts")
     v.add_argument("dist", help="dist/<model>/ folder or its manifest.json")
-    v.add_argument("--jobs", type=int, default=None, help="stages run side by side (default: the number of cores)")
-    v.add_argument("--timeout", type=float, default=1800)
+    v.add_argument("--jobs", type=_positive(int), default=None, help="stages run side by side (default: the number of cores)")
+    v.add_argument("--timeout", type=_positive(float, 1), default=1800)
     v.add_argument("--layers", action="store_true", help="also report per-layer SQNR against the float ONNX graph")
     v.add_argument("--sqnr-threshold", type=float, default=30.0, help="dB below which a tensor counts as damaged")
-    v.add_argument("--layer-images", type=int, default=16, help="evaluation images for --layers (default: 16)")
+    v.add_argument("--layer-images", type=_positive(int), default=16, help="evaluation images for --layers (default: 16)")
     v.add_argument("--allow-unverified", action="store_true", help=ALLOW_UNVERIFIED_HELP)
     v.add_argument("--junit", metavar="FILE", help=JUNIT_HELP)
     v.add_argument("--json", action="store_true", help=JSON_HELP)
@@ -427,8 +445,8 @@ def make_parser() -> argparse.ArgumentParser:
     cv.add_argument("spec", help="model spec (.toml)")
     cv.add_argument("--to", required=True, choices=CONVERT_TO)
     cv.add_argument("--out", default="dist", help="output folder (default: dist)")
-    cv.add_argument("--jobs", type=int, default=None)
-    cv.add_argument("--timeout", type=float, default=1800)
+    cv.add_argument("--jobs", type=_positive(int), default=None)
+    cv.add_argument("--timeout", type=_positive(float, 1), default=1800)
     cv.add_argument("--no-cache", action="store_true")
     cv.set_defaults(func=cmd_convert)
 
@@ -444,9 +462,9 @@ def make_parser() -> argparse.ArgumentParser:
     be = sub.add_parser("bench", help="latency and size of every built artifact")
     be.add_argument("dist", help="dist/<model>/ folder, its manifest.json, or a model spec (built first if needed)")
     be.add_argument("--out", default="dist", help="output folder when given a model spec (default: dist)")
-    be.add_argument("--runs", type=int, default=50)
-    be.add_argument("--warmup", type=int, default=10)
-    be.add_argument("--timeout", type=float, default=1800)
+    be.add_argument("--runs", type=_positive(int), default=50)
+    be.add_argument("--warmup", type=_positive(int, 0), default=10)
+    be.add_argument("--timeout", type=_positive(float, 1), default=1800)
     be.set_defaults(func=cmd_bench)
 
     i = sub.add_parser("inspect", help="inputs, outputs and ops of an ONNX model (or a .tflite), and backend support per op")
@@ -459,7 +477,7 @@ def make_parser() -> argparse.ArgumentParser:
     dsub = d.add_subparsers(dest="data_command", required=True)
     s = dsub.add_parser("synth", help="generate the synthetic shapes dataset")
     s.add_argument("out")
-    s.add_argument("--count", type=int, default=64)
+    s.add_argument("--count", type=_positive(int), default=64)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--format", choices=("coco", "voc", "yolo", "all"), default="coco")
     s.set_defaults(func=cmd_data_synth)
@@ -492,6 +510,19 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     """A warning from deployer or a library in the parent: one plain line, not Python's
     file:line and source text."""
     print(f"deployer: warning: {message}", file=sys.stderr if file is None else file)
+
+
+def _positive(kind: type, minimum: float = 1):
+    """An argparse type: a number of `kind` >= `minimum` (finite), or a usage error naming it."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+        if not (value >= minimum and value < float("inf")):
+            raise argparse.ArgumentTypeError(f"expected a number >= {minimum:g}, got {text!r}")
+        return value
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:

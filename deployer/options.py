@@ -20,6 +20,7 @@ class Option:
     help: str
     choices: tuple = ()
     minimum: float | None = None
+    maximum: float | None = None
     item: type = str                # element type of a list option
     precisions: tuple[str, ...] = ()   # the precisions it applies to; () = every precision
 
@@ -29,7 +30,9 @@ class Option:
         if self.kind is list:
             return f"a list of {self.item.__name__}"
         text = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[self.kind]
-        return text if self.minimum is None else f"{text} >= {self.minimum:g}"
+        bounds = [f">= {self.minimum:g}"] if self.minimum is not None else []
+        bounds += [f"<= {self.maximum:g}"] if self.maximum is not None else []
+        return " ".join([text, " and ".join(bounds)]) if bounds else text
 
 
 def read_options(reader, declared: tuple[Option, ...], precision: str | None, owner: str,
@@ -55,7 +58,7 @@ def read_options(reader, declared: tuple[Option, ...], precision: str | None, ow
                            choices=opt.choices or None)
         if opt.kind is list and not all(isinstance(v, opt.item) for v in value):
             raise reader.fail(name, opt.describe(), value)
-        if opt.minimum is not None and value < opt.minimum:
+        if (opt.minimum is not None and value < opt.minimum) or (opt.maximum is not None and value > opt.maximum):
             raise reader.fail(name, opt.describe(), value)
         values[name] = list(value) if isinstance(value, list) else value
     return values

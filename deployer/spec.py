@@ -6,6 +6,8 @@ user can fix the file without reading this code.
 
 from __future__ import annotations
 
+import math
+
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -75,6 +77,8 @@ class Reader:
             value = float(value)
         if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
             raise self.fail(key, expected, value)
+        if isinstance(value, float) and math.isnan(value):    # TOML has nan; no field means it
+            raise self.fail(key, expected, value)
         if choices is not None and value not in choices:
             raise self.fail(key, f"one of {', '.join(map(str, choices))}", value)
         return value
@@ -84,7 +88,7 @@ class Reader:
         values = self.get(key, list, expected, default)
         if values is default and default is not ...:
             return values
-        ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v) for v in values)
         if kind is int:
             ok = ok and all(isinstance(v, int) for v in values)
         if not ok or (length is not None and len(values) != length):
@@ -116,6 +120,10 @@ class Reader:
 
 
 def _read_toml(path: Path, what: str) -> dict:
+    if path.is_dir():
+        tomls = sorted(p.name for p in path.glob("*.toml"))
+        raise UserError(f"{path}: a folder; give the {what} file itself"
+                        + (f" (here: {', '.join(tomls[:5])})" if tomls else ""))
     if not path.is_file():
         raise UserError(f"{path}: {what} file not found")
     try:

@@ -259,3 +259,24 @@ def test_verify_names_the_changed_file_of_a_multi_file_artifact(tiny_spec, tmp_p
     reason = manifest["artifacts"][0]["parity"]["reasons"][0]
     assert "tiny_fp32.bin" in reason and "tiny_fp32.xml" not in reason
     _no_traceback(result)
+
+
+@pytest.mark.parametrize("name, kind", [("model.xml", "an OpenVINO IR"), ("model.mlpackage", "a CoreML package"),
+                                        ("model.pt2", "a PyTorch model")])
+def test_inspect_names_what_it_cannot_read(tmp_path, name, kind):
+    path = tmp_path / name
+    if name.endswith(".mlpackage"):
+        path.mkdir()
+    else:
+        path.write_text("<net/>")
+    result = run_cli("inspect", str(path))
+    assert result.returncode == 2 and f"{path}: {kind}" in result.stderr and ".tflite" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_folder_given_as_the_spec_lists_the_specs_in_it(tmp_path):
+    (tmp_path / "model.toml").write_text("name = 'x'\n")
+    result = run_cli("build", str(tmp_path), "--out", str(tmp_path / "dist"))
+    assert result.returncode == 2 and f"{tmp_path}: a folder; give the model spec file itself (here: model.toml)" \
+        in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "dist").exists()

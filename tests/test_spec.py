@@ -145,6 +145,12 @@ def _profile(tmp_path, body: str):
      "openvino"),
     ('backend = "onnx"\nprecision = "fp32"\nruntime = "tvm"\n', "artifacts[0].runtime", "runtimes among"),
     ('backend = "onnx"\nprecision = "fp32"\nnms = "yes"\n', "artifacts[0].nms", "expected one of none, graph"),
+    ('backend = "tflm"\nprecision = "int8"\noptions = { arena_headroom = nan }\n',
+     "artifacts[0].options.arena_headroom", "a number >= 0 and <= 4, got nan"),
+    ('backend = "tflm"\nprecision = "int8"\noptions = { arena_headroom = inf }\n',
+     "artifacts[0].options.arena_headroom", "a number >= 0 and <= 4, got inf"),
+    ('backend = "onnx"\nprecision = "fp32"\nthresholds = { min_cosine = nan }\n',
+     "artifacts[0].thresholds.min_cosine", "a number, got nan"),
 ])
 def test_profile_options_and_combinations_are_checked_on_load(tmp_path, body, field, message):
     path = _profile(tmp_path, body)

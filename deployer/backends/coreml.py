@@ -86,28 +86,13 @@ def _traced(module, spec: ModelSpec):
 
 
 def _onnx_as_torch(onnx_path: str):
-    """The ONNX graph rebuilt as a PyTorch module by onnx2torch; an op it cannot rebuild
-    fails this conversion (CoreML only) with the op and node named."""
-    import onnx
-    import onnx2torch
-    from onnx2torch.node_converters.registry import get_converter
+    """The ONNX graph rebuilt as a PyTorch module by onnx2torch (bridge/onnx_torch.py); an op
+    it cannot rebuild fails this conversion (CoreML only) with the op and node named."""
+    from deployer.bridge.onnx_torch import rebuild
 
-    from deployer.bridge.onnx_torch import older_forms
-
-    model = onnx.load(onnx_path)
-    older_forms(model)   # opset 18 and allowzero written the way onnx2torch reads them, where equal
-    opsets = {o.domain: o.version for o in model.opset_import}
-    missing = []
-    for node in model.graph.node:
-        try:
-            get_converter(domain=node.domain, operation_type=node.op_type, version=opsets.get(node.domain, 1))
-        except NotImplementedError:
-            missing.append(f"'{node.op_type}' (node '{node.name}', opset {opsets.get(node.domain, 1)})")
-    if missing:
-        raise StageError(f"coreml: coremltools 9 does not read ONNX and onnx2torch {_version('onnx2torch')} cannot "
-                         f"rebuild ONNX op {', '.join(missing[:5])} as PyTorch, so this ONNX source has no CoreML "
-                         "artifact; give the model's PyTorch or TensorFlow source instead (CoreML converts from it)")
-    return onnx2torch.convert(model)
+    return rebuild(onnx_path, "coreml: coremltools 9 does not read ONNX, and",
+                   "so this ONNX source has no CoreML artifact; give the model's PyTorch or TensorFlow source "
+                   "instead (CoreML converts from it)")
 
 
 def _version(package: str) -> str:

@@ -40,9 +40,8 @@ def build(onnx_path: str, spec: dict, precision: str, options: dict, out_dir: st
     shutil.copytree(Path(prebuilt) / "saved_model", Path(out_dir) / folder)
     inputs = _signature_inputs(Path(out_dir) / folder, model_spec)
     name = f"{model_spec.name}_tf"
-    (Path(out_dir) / f"{stem}.toml").write_text(spec_file.text(
-        model_spec, name, {"kind": "tensorflow", "path": folder}, inputs, f"{stem}.toml"))
+    written = spec_file.write(model_spec, name, {"kind": "tensorflow", "path": folder}, inputs, out_dir, stem)
     files = sorted(str(p.relative_to(out_dir)) for p in (Path(out_dir) / folder).rglob("*") if p.is_file())
-    return {"path": folder, "files": [*files, f"{stem}.toml"], "format": "saved_model",
+    return {"path": folder, "files": [*files, *written], "format": "saved_model",
             "notes": [f"serving_default signature; inputs {', '.join(i['layout'] for i in inputs)}; its spec: "
                       f"{stem}.toml", *repair_notes(prebuilt)]}

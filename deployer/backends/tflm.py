@@ -23,7 +23,8 @@ from deployer.options import Option
 
 HEADROOM = Option("arena_headroom", float, 0.25, "arena declared = measured minimum x (1 + this): room for "
                   "optimised kernels' scratch buffers (CMSIS-NN, ESP-NN), which TFLM's reference kernels do "
-                  "not request", minimum=0.0, precisions=("int8",))
+                  "not request (4 = five times the minimum: more is a typo, not headroom)", minimum=0.0,
+                  maximum=4.0, precisions=("int8",))
 
 BACKEND = Backend(
     name="tflm", build="deployer.backends.tflm:build", format="tflite", precisions=("int8",),
@@ -101,4 +102,26 @@ def unsupported_ops(path: str, ops: dict) -> list[str]:
     """ONNX ops with no TFLM kernel once onnx2tf has converted them (firmware/kernels.py)."""
     from deployer.firmware.kernels import onnx_unsupported
 
-    return onnx_unsupported(ops)
+    return onnx_unsupported({op: n for op, n in ops.items() if op != "Pow"}) + (_pow_forms(path) if "Pow" in ops else [])
+
+
+def _pow_forms(path: str) -> list[str]:
+    """Pow by its exponent: onnx2tf writes x**2 and x**3 with constant exponents as MUL, any
+    other exponent as POW, which TFLM has no kernel for."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(path, load_external_data=False)
+    graph = model.graph
+    consts = {t.name: t for t in graph.initializer}
+    consts.update({n.output[0]: a.t for n in graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"})
+    for node in graph.node:
+        if node.op_type != "Pow":
+            continue
+        exponent = consts.get(node.input[1])
+        value = numpy_helper.to_array(exponent).ravel() if exponent is not None and not exponent.external_data else None
+        if value is None or value.size != 1 or float(value[0]) not in (2.0, 3.0):
+            what = "a computed exponent" if value is None or value.size != 1 else f"exponent {float(value[0]):g}"
+            return [f"Pow (as POW: {what} at node '{node.name or node.output[0]}'; only constant x**2 and x**3 "
+                    "become MUL)"]
+    return []

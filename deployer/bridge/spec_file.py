@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+from pathlib import Path
 
-from deployer.spec import ModelSpec
+from deployer.errors import StageError
+from deployer.spec import ModelSpec, Source
 
 HEADER = ("# Written by deployer: the model beside this file, converted from {origin} and verified "
           "against it.\n# Build it like any spec: deployer build {file} --target ...\n")
@@ -33,9 +36,36 @@ def _table(name: str, values: dict, array: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def text(spec: ModelSpec, name: str, source: dict, inputs: list[dict], file_name: str) -> str:
-    """The TOML of the converted model's spec; `source` and `inputs` are its own."""
+def write(spec: ModelSpec, name: str, source: dict, inputs: list[dict], out_dir: str | Path, stem: str) -> list[str]:
+    """Write `<stem>.toml` in `out_dir`, with copies of the files the head reads (a recipe's
+    anchors, which live in the build's cache) beside it as `<stem>_<field><suffix>`, so the
+    folder is self-contained: it can be moved, and the cache cleared. The names written."""
+    from deployer.heads import registry as heads
+
+    out_dir = Path(out_dir)
+    head = dict(spec.to_dict()["head"])
+    # The opset the source was lowered at is the converted model's too, where the spec chose one.
+    if spec.source.opset != Source.opset and "opset" not in source:
+        source = {**source, "opset": spec.source.opset}
+    written = []
+    for key in heads()[spec.head.type].paths:
+        if not head.get(key):
+            continue
+        src = Path(head[key])
+        if not src.is_file():
+            raise StageError(f"head.{key}: {src} is gone, the converted model's spec cannot name it")
+        copy = f"{stem}_{key}{src.suffix}"
+        shutil.copyfile(src, out_dir / copy)
+        head[key], written = copy, written + [copy]
+    (out_dir / f"{stem}.toml").write_text(text(spec, name, source, inputs, f"{stem}.toml", head))
+    return [f"{stem}.toml", *written]
+
+
+def text(spec: ModelSpec, name: str, source: dict, inputs: list[dict], file_name: str, head: dict | None = None) -> str:
+    """The TOML of the converted model's spec; `source`, `inputs` (and `head`, when its files
+    were copied) are its own."""
     d = spec.to_dict()
+    d["head"] = head or d["head"]
     parts = [HEADER.format(origin=spec.path or spec.name, file=file_name),
              f"name = {_value(name)}\nversion = {_value(spec.version)}\nlabels = {_value(spec.labels)}\n",
              _table("source", source),

@@ -34,9 +34,14 @@ def stable(value):
 def target_manifest(manifest: dict, target: str) -> dict:
     """The manifest of one target: the build-wide record and that target's artifacts."""
     top = {k: v for k, v in manifest.items() if k not in ("artifacts", "targets", "int8_lint", "calibration_coverage")}
+    # Paths on the building machine mean nothing in the bundle: file names only, and the
+    # cached ONNX (whose key hashes deployer's own sources) is not in it.
     source = dict(top.get("source") or {})
-    if source.get("path"):
-        source["path"] = Path(str(source["path"])).name
+    for key in ("path", "weights"):
+        if source.get(key):
+            source[key] = Path(str(source[key])).name
+    if isinstance(top.get("onnx"), dict):
+        top["onnx"] = {k: v for k, v in top["onnx"].items() if k != "path"}
     return stable({**top, "source": source, "targets": {target: manifest["targets"][target]},
                    "artifacts": [a for a in manifest["artifacts"] if a["target"] == target]})
 
@@ -63,19 +68,20 @@ def readme(model: str, target: str, entries: list[dict]) -> str:
                   "`CONFIG_TENSORFLOW_LITE_MICRO=y` from the tflite-micro module; ESP-IDF: the esp-tflite-micro "
                   "component).",
                   "2. Register exactly the kernels used and make one interpreter per model:", "", "```cpp",
+                  "#include <cstdint>", '#include "tensorflow/lite/micro/micro_interpreter.h"',
                   f'#include "{main}_op_resolver.h"']
         lines += [f'#include "{m["symbol"]}.h"' for m in models]
         lines += ["", f"static {main}_op_resolver resolver;"]
         for m in models:
             s = m["symbol"].removesuffix("_model")
             lines += [f"alignas(16) static uint8_t {s}_arena[{s}_arena_bytes];"]
-        lines += ["", "void setup() {", f"  {main}_register_ops(resolver);"]
+        lines += ["", "bool setup() {", f"  if ({main}_register_ops(resolver) != kTfLiteOk) return false;"]
         for m in models:
             s = m["symbol"].removesuffix("_model")
             lines += [f"  static tflite::MicroInterpreter {s}_interpreter(tflite::GetModel({s}_model), resolver,",
                       f"                                                  {s}_arena, {s}_arena_bytes);",
-                      f"  {s}_interpreter.AllocateTensors();"]
-        lines += ["}", "```", "",
+                      f"  if ({s}_interpreter.AllocateTensors() != kTfLiteOk) return false;   // arena too small"]
+        lines += ["  return true;", "}", "```", "",
                   f"3. Quantize the input with `{main}_input_scales[0]` and `{main}_input_zero_points[0]` "
                   f"(real = (q - zero_point) * scale), NHWC `{main}_input_dims[0]`, preprocessing as in "
                   "`deployer.json` (resize, scale, mean, std, channel order)."]
@@ -85,10 +91,17 @@ def readme(model: str, target: str, entries: list[dict]) -> str:
                          "`_output_names` / `_input_names`) and run it: its outputs are the model's boxes and "
                          "scores before NMS, in network-input pixels.")
         lines.append("Labels are `labels.txt` and the `_labels` array of the model's header.")
+    split = [e for e in entries if e.get("decode")]
+    if split and not micro:
+        lines += [""] + [f"`{Path(e['path']).name}` is the integer body: its outputs are the head's raw tensors, "
+                         f"and `{Path(e['decode']).name}` (float) decodes them into boxes and scores; run it "
+                         "on the body's dequantized outputs, matched by name (`infer.py` does)." for e in split]
+    runtimes = ["`openvino` for .xml"] * any(e["path"].endswith(".xml") for e in entries) + \
+        ["`ai-edge-litert` for .tflite"] * any(e["path"].endswith(".tflite") for e in entries) + \
+        ["`tflite-micro` with `--tflm`, which uses the arena above"] * bool(micro)
     lines += ["", "## Trying it in Python", "",
               "`python infer.py <artifact> <image>...` runs an artifact on images with the preprocessing of "
-              "`deployer.json` (needs numpy, Pillow and the artifact's runtime: `openvino` for .xml, "
-              "`ai-edge-litert` for .tflite, `tflite-micro` with `--tflm`, which uses the arena above) and "
+              f"`deployer.json` (needs numpy, Pillow and the artifact's runtime: {', '.join(runtimes)}) and "
               "prints what it finds; `--out outputs.npz` keeps the outputs."]
     return "\n".join(lines) + "\n"
 

@@ -73,7 +73,8 @@ ONNX_AS_TFLITE: dict[str, tuple[str, ...]] = {
     "HardSwish": ("HARD_SWISH",), "Clip": ("RELU6", "MINIMUM", "MAXIMUM"), "Elu": ("ELU",),
     "Add": ("ADD",), "Sub": ("SUB",), "Mul": ("MUL",), "Div": ("DIV", "MUL"), "Max": ("MAXIMUM",),
     "Min": ("MINIMUM",), "Abs": ("ABS",), "Neg": ("NEG",), "Exp": ("EXP",), "Log": ("LOG",), "Sqrt": ("SQRT",),
-    "Pow": ("MUL", "SQUARE"), "Floor": ("FLOOR",), "Ceil": ("CEIL",), "Round": ("ROUND",), "Sin": ("SIN",),
+    "Pow": ("MUL",),   # constant exponent 2 or 3; any other is POW (backends/tflm.py checks)
+    "Floor": ("FLOOR",), "Ceil": ("CEIL",), "Round": ("ROUND",), "Sin": ("SIN",),
     "Cos": ("COS",), "Equal": ("EQUAL",), "Greater": ("GREATER",), "Less": ("LESS",), "Not": ("LOGICAL_NOT",),
     "Concat": ("CONCATENATION",), "Reshape": ("RESHAPE",), "Flatten": ("RESHAPE",), "Squeeze": ("RESHAPE",),
     "Unsqueeze": ("RESHAPE",), "Transpose": ("TRANSPOSE",), "Slice": ("STRIDED_SLICE",),

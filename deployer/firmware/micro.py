@@ -61,6 +61,20 @@ def graph(data: bytes) -> Graph:
     return Graph(ops, [name(i) for i in sub.inputs], [name(i) for i in sub.outputs])
 
 
+def io_tensors(data: bytes) -> tuple[list[dict], list[dict]]:
+    """dtype and shape of the first subgraph's inputs and outputs, as the flatbuffer states them."""
+    schema = _schema()
+    model = schema.Model.GetRootAsModel(data, 0)
+    sub = model.Subgraphs(0)
+    types = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+
+    def info(i: int) -> dict:
+        t = sub.Tensors(i)
+        return {"dtype": types.get(t.Type(), "?"), "shape": [int(x) for x in t.ShapeAsNumpy()] if t.ShapeLength() else []}
+    return ([info(sub.Inputs(i)) for i in range(sub.InputsLength())],
+            [info(sub.Outputs(i)) for i in range(sub.OutputsLength())])
+
+
 def check(data: bytes, file: str) -> Graph:
     """The graph, or a StageError naming each op TFLM has no kernel for and the layer using it."""
     g = graph(data)
@@ -189,16 +203,10 @@ def inspect(path: str) -> dict:
         g = graph(data)
     except Exception as exc:  # noqa: BLE001 - not a TFLite flatbuffer: say so, with the file
         raise UserError(f"{path}: not a readable TFLite flatbuffer ({type(exc).__name__})") from None
-    it = None
-    try:
-        it = interpreter(data, max(16 << 20, 10 * len(data)))
-    except RuntimeError:
-        pass
-    tensors = lambda names, get: [   # noqa: E731
-        {"name": n, "dtype": getattr(d["dtype"], "__name__", str(d["dtype"])), "shape": [int(x) for x in d["shape"]]}
-        for n, d in zip(names, [get(i) for i in range(len(names))] if it else [{"dtype": "?", "shape": []}] * len(names))]
+    inputs, outputs = io_tensors(data)
+    # Read from the flatbuffer, not an interpreter: a model TFLM cannot load still shows its interface.
     return {"format": "tflite", "opset": "-", "producer": "TFLite flatbuffer",
-            "inputs": tensors(g.inputs, it.get_input_details if it else None),
-            "outputs": tensors(g.outputs, it.get_output_details if it else None),
+            "inputs": [{"name": n, **t} for n, t in zip(g.inputs, inputs)],
+            "outputs": [{"name": n, **t} for n, t in zip(g.outputs, outputs)],
             "ops": dict(Counter(op for op, _ in g.ops)), "metadata": {},
             "support": {"tflm": [f"{op} (layer '{layer}')" for op, layer in unsupported(g.ops)]}}

@@ -72,7 +72,13 @@ class Micro:
     def __init__(self, path, arena):
         from tflite_micro.python.tflite_micro import runtime
 
-        self.interpreter = runtime.Interpreter.from_file(str(path), arena_size=arena)
+        try:
+            self.interpreter = runtime.Interpreter.from_file(str(path), arena_size=arena)
+        except (RuntimeError, ValueError) as e:
+            # TFLM prints the op it has no kernel for just before; say what to do about it.
+            sys.exit(f"{path.name}: TensorFlow Lite Micro cannot run it ({e}): it runs only the ops TFLM has "
+                     "kernels for, in the arena declared for it; use the mcu target's bundle for --tflm, "
+                     "or run this file without --tflm")
         self.inputs, self.outputs = _io_names(path)
 
     def __call__(self, *xs):

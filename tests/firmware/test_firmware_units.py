@@ -8,6 +8,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from deployer.firmware import bundle, kernels, sources
@@ -49,6 +50,47 @@ def test_every_op_of_the_table_has_a_tflm_method():
     assert set(kernels.ADD_METHODS.values()) <= names
 
 
+def _pow_model(path, exponent):
+    """x ** exponent: a constant initializer, or (None) an exponent computed from the input."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits = [], []
+    if exponent is None:
+        nodes.append(helper.make_node("ReduceMax", ["x"], ["e"], keepdims=0, name="emax"))
+    else:
+        inits.append(numpy_helper.from_array(np.array(exponent, np.float32), "e"))
+    nodes.append(helper.make_node("Pow", ["x", "e"], ["y"], name="the_pow"))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    return str(path)
+
+
+@pytest.mark.parametrize("exponent, unsupported", [(2.0, False), (3.0, False), (0.5, True), (None, True)])
+def test_pow_is_judged_by_its_exponent_as_onnx2tf_writes_it(tmp_path, exponent, unsupported):
+    from deployer.backends.tflm import unsupported_ops
+
+    got = unsupported_ops(_pow_model(tmp_path / "m.onnx", exponent), {"Pow": 1, "Relu": 1})
+    assert bool(got) == unsupported
+    if unsupported:
+        assert got[0].startswith("Pow (as POW") and "the_pow" in got[0]
+
+
+def test_bundle_readme_offers_tflm_only_with_a_tflm_model():
+    split = {"target": "embedded", "backend": "tflite", "precision": "int8", "path": "embedded/m_int8.tflite",
+             "decode": "embedded/m_int8_decode.tflite", "parity": {"runtime": "litert"}}
+    ir = {"target": "embedded", "backend": "openvino", "precision": "int8", "path": "embedded/m_int8.xml",
+          "parity": {"runtime": "openvino"}}
+    text = bundle.readme("m", "embedded", [split, ir])
+    assert "--tflm" not in text and "`openvino` for .xml" in text and "m_int8_decode.tflite" in text
+    micro = {**split, "target": "mcu", "backend": "tflm", "memory": {
+        "flash_bytes": 10, "arena_bytes": 20, "arena_min_bytes": 16, "arena_headroom": 0.25,
+        "models": [{"symbol": "m_int8_model"}, {"symbol": "m_int8_decode_model"}]}}
+    text = bundle.readme("m", "mcu", [micro])
+    assert "--tflm" in text and "micro_interpreter.h" in text and "AllocateTensors() != kTfLiteOk" in text
+
+
 def test_unsupported_names_op_and_first_layer():
     ops = [("CONV_2D", "a"), ("TOPK_V2", "head/topk"), ("TOPK_V2", "later"), ("SELECT", "w")]
     assert kernels.unsupported(ops) == [("TOPK_V2", "head/topk"), ("SELECT", "w")]
@@ -57,7 +99,8 @@ def test_unsupported_names_op_and_first_layer():
 
 
 def _manifest(target="mcu"):
-    return {"model": "m", "source": {"path": "/abs/where/m.pt"}, "build_seconds": 12.5, "spec": "/abs/m.toml",
+    return {"model": "m", "source": {"path": "/abs/where/m.py:build", "weights": "/abs/where/m.pt"},
+            "onnx": {"opset": 18, "path": ".work/cache/lower/0123/model.onnx"}, "build_seconds": 12.5, "spec": "/abs/m.toml",
             "targets": {target: {"status": "built", "profile": "/abs/mcu.toml", "kept_previous_build": False}},
             "artifacts": [{"target": target, "backend": "tflm", "precision": "int8", "path": f"{target}/m.tflite",
                            "status": "built", "stages": [{"seconds": 1.0}], "parity": {"runtime": "tflm",
@@ -81,7 +124,9 @@ def test_bundle_is_reproducible_and_checksummed(tmp_path):
     root = tmp_path / "x" / "m-mcu-2.1"
     assert subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=root, capture_output=True).returncode == 0
     inner = json.loads((root / "manifest.json").read_text())
-    assert inner["source"]["path"] == "m.pt" and "build_seconds" not in inner and "spec" not in inner
+    assert inner["source"]["path"] == "m.py:build" and inner["source"]["weights"] == "m.pt"
+    assert inner["onnx"] == {"opset": 18}      # the cached ONNX is not in the bundle
+    assert "build_seconds" not in inner and "spec" not in inner
     assert "stages" not in inner["artifacts"][0] and "seconds" not in inner["artifacts"][0]["parity"]
     (root / "m.tflite").write_bytes(b"\x01" * 100)   # a damaged file is caught
     assert subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=root, capture_output=True).returncode == 1

@@ -157,8 +157,15 @@ def test_bundle_verifies_and_is_reproducible(mcu, tmp_path):
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=root, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     assert (root / "labels.txt").read_text().split() == ["circle", "square", "triangle", "star"]
-    assert "MicroInterpreter" in (root / "README.md").read_text()
+    # The README's C++ snippet compiles against TFLM's declarations, with the bundle's sources.
+    snippet = (root / "README.md").read_text().split("```cpp\n")[1].split("```")[0]
+    (tmp_path / "snippet.cc").write_text(snippet)
+    compiled = subprocess.run(["g++", "-std=c++17", "-Wall", "-Werror", "-c", str(tmp_path / "snippet.cc"), "-I",
+                               str(root), "-I", str(API), "-o", str(tmp_path / "snippet.o")], capture_output=True,
+                              text=True)
+    assert compiled.returncode == 0, compiled.stderr
     inner = json.loads((root / "manifest.json").read_text())
+    assert "path" not in inner["onnx"] and not inner["source"]["weights"].startswith("/")
     assert "build_seconds" not in inner and [a["target"] for a in inner["artifacts"]] == ["mcu"]
     # A second build from nothing (no cache) gives the same bytes.
     again = tmp_path / "again"

@@ -4,7 +4,7 @@ which round it keeps, where a per-layer report says accuracy starts to go."""
 from __future__ import annotations
 
 from deployer.parity.tensor import SNR_EXACT_DB
-from deployer.quantize.fallback import round_rank
+from deployer.quantize.fallback import round_rank, stalled
 from deployer.quantize.sensitivity import first_below, rank_for_fallback
 
 
@@ -56,3 +56,14 @@ def test_a_collapsed_output_sends_the_heads_decoding_first_and_no_unnamed_node()
     ok = {"parity": {"outputs": {"y": {"cosine": 0.99, "snr_db": 25.0}}}}
     gone = {"parity": {"outputs": {"y": {"cosine": 0.99, "snr_db": 25.0}, "s": {"cosine": 0.0, "snr_db": 0.0}}}}
     assert not collapsed(ok) and collapsed(gone)
+
+
+def test_the_fallback_gives_up_only_after_two_rounds_in_a_row_without_progress():
+    # shortfalls: the artifact's own, then one per round, on the checks it first missed
+    assert not stalled([0.057])
+    assert not stalled([0.057, 0.059])                 # one round worse: try the next, larger group
+    assert not stalled([0.057, 0.059, 0.054])          # the second round got closer
+    assert stalled([0.057, 0.059, 0.057])              # two in a row not below the best before them
+    assert not stalled([0.057, 0.050, 0.052])          # the first round's progress counts
+    assert stalled([0.057, 0.050, 0.052, 0.051])
+    assert stalled([0.057, 0.059], patience=1)

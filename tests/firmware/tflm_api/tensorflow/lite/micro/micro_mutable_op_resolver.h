@@ -9,8 +9,10 @@ typedef enum TfLiteStatus { kTfLiteOk = 0, kTfLiteError = 1 } TfLiteStatus;
 
 namespace tflite {
 
+class MicroOpResolver {};
+
 template <unsigned int tOpCount>
-class MicroMutableOpResolver {
+class MicroMutableOpResolver : public MicroOpResolver {
  public:
   TfLiteStatus AddAbs();
   TfLiteStatus AddAdd();
