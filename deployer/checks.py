@@ -12,6 +12,7 @@ from deployer.errors import UserError
 from deployer.hashing import artifact_sha256, sha256_of
 from deployer.prepare import prepare
 from deployer.quantize.sensitivity import first_below
+from deployer.report import checksums
 from deployer.report.publish import publish
 from deployer.spec import TargetProfile, load_model_spec, load_target_profile
 from deployer.stages import BuildOptions, attempt, thread_env
@@ -93,6 +94,12 @@ def bench(model_dir: Path, manifest: dict, opts: BuildOptions, runs: int = 50, w
     inputs = work / "eval_inputs.npz"
     if not inputs.is_file():
         raise UserError(f"{inputs}: missing; rebuild with 'deployer build' first")
+    # Latency of a file that is not the one verified would be reported beside its verdict.
+    changed = [name for name, sha in checksums.recorded(manifest).items()
+               if not (model_dir / name).is_file() or sha256_of(model_dir / name) != sha]
+    if changed:
+        raise UserError(f"{model_dir}: {', '.join(changed[:5])} changed or missing since the build verified them; "
+                        "rebuild them ('deployer verify' names what changed) before benching")
     spec = load_model_spec(manifest["spec"])
     # One stage at a time: timings taken while another stage computes would be noise.
     pool = WorkerPool(1, work / "logs", opts.worker_env)

@@ -272,7 +272,7 @@ def cmd_bench(args) -> int:
         if not (source / "manifest.json").is_file():
             status = cmd_build(argparse.Namespace(spec=args.dist, target=None, calib=None, eval=None, out=args.out,
                                                   jobs=None, timeout=args.timeout, no_cache=False,
-                                                  allow_unverified=False))
+                                                  allow_unverified=False, split=None, junit=None, json=False))
             if status != EXIT_OK:
                 return status
     model_dir, manifest = read_manifest(source)

@@ -221,6 +221,9 @@ def exit_status(manifest: dict, targets: list[str], allow_unverified: bool = Fal
     allowed: `--allow-unverified`, or `verify = "optional"` in its profile); else 0."""
     entries = [a for a in manifest["artifacts"] if a["target"] in targets]
     bad = any(a["status"] == "failed" or a.get("parity", {}).get("verdict") == "fail" for a in entries)
+    # A target fails with every artifact passing when its demo page check failed.
+    bad = bad or any((manifest.get("targets", {}).get(t, {}).get("page") or {}).get("verdict") == "fail"
+                     for t in targets)
     if not allow_unverified and unverified(manifest, targets):
         bad = True
     return 1 if bad or not entries else 0

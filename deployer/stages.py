@@ -88,8 +88,10 @@ class Stages:
                 result = self.pool.run(family, func, kwargs, name, self.timeout, priority)
             else:
                 result = run_stage(func, kwargs, workdir=self.logs, name=name, timeout=self.timeout, env=self.env)
-        except BaseException:
-            self.progress.stage(*where, "failed", time.perf_counter() - start)
+        except BaseException as exc:
+            # A stage cut short by Ctrl-C or SIGTERM did not fail: say it was stopped.
+            stopped = isinstance(exc, KeyboardInterrupt) or (self.pool is not None and self.pool.closed)
+            self.progress.stage(*where, "stopped" if stopped else "failed", time.perf_counter() - start)
             raise
         self.progress.stage(*where, "done", result.seconds)
         return result

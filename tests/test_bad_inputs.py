@@ -75,6 +75,10 @@ DATASETS = {
     "coco bbox outside the image": (lambda r: _coco(r, {**_coco_doc(), "annotations": [
         {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 2, 30, 8]}]}), ["annotations[0]", "outside"]),
     "coco truncated json": (lambda r: _coco(r, json.dumps(_coco_doc()).encode()[:40]), ["annotations.json", "JSON"]),
+    "coco duplicate image id": (lambda r: _coco(r, {**_coco_doc(), "images": _coco_doc()["images"] * 2}),
+                                ["images[1]", "id 1 is already used by images[0]"]),
+    "coco duplicate category id": (lambda r: _coco(r, {**_coco_doc(), "categories": [
+        {"id": 1, "name": "circle"}, {"id": 1, "name": "dup"}]}), ["categories[1]", "category id 1 is used twice"]),
     "coco empty images": (lambda r: _coco(r, {**_coco_doc(), "images": [], "annotations": []}), ["no images"]),
     "yolo binary label file": (lambda r: _yolo(r, bytes(range(256))), ["a.txt", "UTF-8"]),
     "yolo negative width": (lambda r: _yolo(r, b"0 0.5 0.5 -0.2 0.3\n"), ["a.txt", "line 1"]),
@@ -259,6 +263,13 @@ def test_verify_names_the_changed_file_of_a_multi_file_artifact(tiny_spec, tmp_p
     reason = manifest["artifacts"][0]["parity"]["reasons"][0]
     assert "tiny_fp32.bin" in reason and "tiny_fp32.xml" not in reason
     _no_traceback(result)
+    # The checksums verify rewrote still hold the verified sha256: the changed file fails them.
+    sums = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=out / "tiny", capture_output=True, text=True)
+    assert sums.returncode != 0 and "ir/tiny_fp32.bin: FAILED" in sums.stdout
+    # And bench refuses to time a file that is not the one verified.
+    bench = run_cli("bench", str(out / "tiny"), "--runs", "2", "--warmup", "0")
+    assert bench.returncode == 2 and "ir/tiny_fp32.bin changed or missing" in bench.stderr, bench.stderr
+    _no_traceback(bench)
 
 
 @pytest.mark.parametrize("name, kind", [("model.xml", "an OpenVINO IR"), ("model.mlpackage", "a CoreML package"),

@@ -52,15 +52,22 @@ def read(path: Path) -> Dataset:
         where = f"{ann_file}: categories[{i}]"
         if not isinstance(c, dict):
             raise UserError(f"{where}: expected an object")
-        cat_ids[_field(c, "id", int, where)] = len(classes)
+        cat_id = _field(c, "id", int, where)
+        if cat_id in cat_ids:
+            raise UserError(f"{where}: category id {cat_id} is used twice (each category needs its own id)")
+        cat_ids[cat_id] = len(classes)
         classes.append(_field(c, "name", str, where))
     base = ann_file.parent
-    items, by_id = [], {}
+    items, by_id, first_index = [], {}, {}
     for i, im in enumerate(images):
         where = f"{ann_file}: images[{i}]"
         if not isinstance(im, dict):
             raise UserError(f"{where}: expected an object")
         image_id = _field(im, "id", int, where)
+        if image_id in by_id:   # the annotations of both would land on one image
+            raise UserError(f"{where}: id {image_id} is already used by images[{first_index[image_id]}]; "
+                            "each image needs its own id")
+        first_index[image_id] = i
         size = None
         if "width" in im or "height" in im:   # optional in practice; when given, whole pixels
             size = (_field(im, "width", int, where), _field(im, "height", int, where))

@@ -4,6 +4,7 @@ flat (images/ and labels/ with classes.txt, or a data.yaml giving only names) an
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +16,17 @@ from deployer.errors import UserError
 
 def _classes(root: Path, data: ultralytics.DataYaml | None) -> list[str]:
     txt = root / "classes.txt"
-    if txt.is_file():
-        return [x.strip() for x in read_text(txt, "one class name per line").splitlines() if x.strip()]
+    listed = [x.strip() for x in read_text(txt, "one class name per line").splitlines() if x.strip()] \
+        if txt.is_file() else None
     if data is not None and data.names is not None:
+        # data.yaml decides, as in Ultralytics; a classes.txt that disagrees is a stale copy
+        # whose order would silently relabel every box.
+        if listed is not None and listed != data.names:
+            raise UserError(f"{txt}: its classes ({', '.join(listed[:6])}) differ from {data.file}'s names "
+                            f"({', '.join(data.names[:6])}); remove the stale one")
         return data.names
+    if listed is not None:
+        return listed
     if data is not None:
         raise UserError(f"{data.file}: field 'names' is missing: list the class names (or add classes.txt)")
     raise UserError(f"{root}: a YOLO dataset needs classes.txt or data.yaml with 'names'")
@@ -78,7 +86,14 @@ def read(path: Path, split: str | None = None) -> Dataset:
     data = ultralytics.load(yaml_file) if yaml_file else None
     root = yaml_file.parent if yaml_file else path
     classes = _classes(root, data)
-    items = [_item(p, classes) for p in _images(path, root, data, split)]
+    images = _images(path, root, data, split)
+    if images and not any(ultralytics.label_path(p).is_file() for p in images):
+        # Every image a background image is a layout not found, not a dataset: say where
+        # the labels were looked for (Ultralytics' rule: the last images/ becomes labels/).
+        warnings.warn(f"{path}: none of its {len(images)} images has a label file, so all are read as background "
+                      f"images (looked for {ultralytics.label_path(images[0])} for {images[0]}, and so on); put "
+                      "the .txt labels there", stacklevel=2)
+    items = [_item(p, classes) for p in images]
     return Dataset(classes, items, labelled=True, source=str(path), format="yolo", split=split or "")
 
 

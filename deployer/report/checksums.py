@@ -22,8 +22,27 @@ def listed(model_dir: Path, manifest: dict) -> list[str]:
     return sorted(set(names))
 
 
+def recorded(manifest: dict) -> dict[str, str]:
+    """The sha256 each built artifact's files had when they were built and verified (by path
+    relative to the model folder)."""
+    out = {}
+    for a in manifest.get("artifacts", []):
+        if a.get("status") != "built" or str(a.get("path", "")).startswith(".rejected"):
+            continue
+        if a.get("file_sha256"):
+            out.update(a["file_sha256"])
+        elif len(a.get("files", [])) == 1 and a.get("sha256"):
+            out[a["files"][0]] = a["sha256"]
+    return out
+
+
 def write(model_dir: Path, manifest: dict) -> Path:
-    lines = "".join(f"{sha256_of(model_dir / name)}  {name}\n" for name in listed(model_dir, manifest))
+    """Artifact files are listed with the sha256 recorded when they were verified, not what is
+    on disk now: a file changed or deleted since then fails `sha256sum -c` instead of being
+    blessed by the next verify, bench or merge that rewrites this file."""
+    known = recorded(manifest)
+    names = sorted(set(listed(model_dir, manifest)) | set(known))
+    lines = "".join(f"{known.get(name) or sha256_of(model_dir / name)}  {name}\n" for name in names)
     path = model_dir / SUMS
     tmp = model_dir / f".{SUMS}.tmp"
     tmp.write_text(lines)

@@ -85,6 +85,19 @@ def document(manifest: dict, targets: list[str]) -> ET.Element:
                     # system-out goes before system-err (the schema's order).
                     index = list(case).index(case.find("system-err")) if case.find("system-err") is not None else len(case)
                     case.insert(index, out)
+        page = (manifest.get("targets", {}).get(target) or {}).get("page")
+        if page:   # the demo page's own check, in Chromium: a case of its own
+            case = ET.SubElement(suite, "testcase", name="demo page @ chromium", classname=f"deployer.{target}.page",
+                                 time="0.000")
+            counts["tests"] += 1
+            reasons = "; ".join(page.get("reasons", []))
+            if page.get("verdict") == "fail":
+                counts["failures"] += 1
+                ET.SubElement(case, "failure", message=reasons[:500] or "demo page check failed",
+                              type="PageFailure").text = reasons
+            ET.SubElement(case, "system-out").text = "".join(
+                f"{name}: {m.get('page_matched')}/{m.get('page')} boxes match, {m.get('ms_median', 0):.1f} ms\n"
+                for name, m in (page.get("models") or {}).items())
         suite.set("tests", str(counts["tests"]))
         for key in ("failures", "errors", "skipped"):
             suite.set(key, str(counts[key]))

@@ -12,6 +12,8 @@ import shutil
 from pathlib import Path
 
 from deployer.errors import UserError
+from deployer.hashing import sha256_of
+from deployer.report import checksums
 from deployer.report.html import HTML
 from deployer.report.manifest import MANIFEST, merge_manifest, read_manifest
 from deployer.report.publish import publish
@@ -41,6 +43,19 @@ def _same(what: str, values: list[tuple[Path, object]]) -> None:
                             "of the same spec, source model and evaluation images")
 
 
+def _check_files(folder: Path, manifest: dict) -> None:
+    """Every artifact file as it was verified: a changed or missing one is refused (merging it
+    would write a SHA256SUMS that vouches for what was never verified)."""
+    for name, sha in checksums.recorded(manifest).items():
+        path = folder / name
+        if not path.is_file():
+            raise UserError(f"{path}: missing, though {folder / MANIFEST} lists it; rebuild that target or merge "
+                            "the job's complete output")
+        if sha256_of(path) != sha:
+            raise UserError(f"{path}: changed since it was built and verified (sha256 differs from {folder / MANIFEST}); "
+                            "rebuild that target or download it again")
+
+
 def merge(dirs: list[Path], out: Path) -> tuple[Path, dict]:
     """Merge the builds in `dirs` into `out`/<model>/; its folder and manifest."""
     sources = [model_folder(d) for d in dirs]
@@ -48,6 +63,13 @@ def merge(dirs: list[Path], out: Path) -> tuple[Path, dict]:
     _same("the source model's sha256", [(d, (m.get("source") or {}).get("sha256")) for d, m in sources])
     _same("the evaluation set", [(d, {k: (m.get("evaluation") or {}).get(k) for k in ("images", "labelled")})
                                  for d, m in sources])
+    # The first evaluation images by name, and the network input they were prepared for: a
+    # build on another set or with other preprocessing is not comparable.
+    _same("the evaluation images", [(d, [Path(str(x.get("image", ""))).name for x in
+                                         (m.get("evaluation") or {}).get("samples") or []]) for d, m in sources])
+    _same("the network input", [(d, (m.get("evaluation") or {}).get("sample_input")) for d, m in sources])
+    for folder, manifest in sources:
+        _check_files(folder, manifest)
     seen: dict[str, Path] = {}
     for folder, manifest in sources:
         if not manifest.get("targets"):

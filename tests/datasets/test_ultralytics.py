@@ -183,3 +183,18 @@ def test_a_label_file_that_is_not_utf8_is_a_user_error(tmp_path):
     result = run_cli("data", "info", str(root))
     assert result.returncode == 2 and "labels/val/c.txt: not UTF-8 text" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_labels_never_found_warn_and_a_stale_classes_txt_is_refused(tmp_path):
+    image(tmp_path / "images/train/a.jpg", 10, 10)
+    image(tmp_path / "images/train/b.jpg", 10, 10)
+    text(tmp_path / "annotations/train/a.txt", "0 0.5 0.5 0.2 0.2\n")   # not where Ultralytics looks
+    text(tmp_path / "data.yaml", "train: images/train\nval: images/train\nnames: [thing, other]\n")
+    with pytest.warns(UserWarning, match=r"none of its 2 images has a label file.*labels/train/a.txt"):
+        assert sum(len(i.labels) for i in open_dataset(tmp_path, split="train").items) == 0
+    text(tmp_path / "labels/train/a.txt", "1 0.5 0.5 0.2 0.2\n")
+    text(tmp_path / "classes.txt", "other\nthing\n")   # the names in another order: every box relabelled
+    with pytest.raises(UserError, match=r"classes.txt: its classes \(other, thing\) differ from .*data.yaml"):
+        open_dataset(tmp_path, split="train")
+    text(tmp_path / "classes.txt", "thing\nother\n")
+    assert open_dataset(tmp_path, split="train").classes == ["thing", "other"]

@@ -3,6 +3,7 @@ charts that parse, overlay differences, checksums, and what a merge refuses."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import xml.etree.ElementTree as ET
@@ -148,7 +149,8 @@ def _build_dir(root: Path, name: str, targets: list[str], model="m", sha="s1") -
     for t in targets:
         (folder / t).mkdir()
         (folder / t / "m.onnx").write_bytes(t.encode())
-        artifacts.append({**_entry(t, "onnx", "fp32", "pass"), "path": f"{t}/m.onnx", "files": [f"{t}/m.onnx"]})
+        artifacts.append({**_entry(t, "onnx", "fp32", "pass"), "path": f"{t}/m.onnx", "files": [f"{t}/m.onnx"],
+                          "sha256": hashlib.sha256(t.encode()).hexdigest()})
     (folder / "manifest.json").write_text(json.dumps({
         "model": model, "spec": "/nowhere/m.toml", "source": {"sha256": sha},
         "evaluation": {"images": 8, "labelled": True},
@@ -172,4 +174,30 @@ def test_merge_combines_targets_and_refuses_mismatches(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no manifest.json"):
         merge([tmp_path / "empty"], tmp_path / "out5")
-    assert not (tmp_path / "out2").exists() and not (tmp_path / "out3").exists()
+    # An artifact changed or deleted after its build is refused, not vouched for by SHA256SUMS.
+    f = _build_dir(tmp_path, "f", ["ios"])
+    (f / "m" / "ios" / "m.onnx").write_bytes(b"tampered")
+    with pytest.raises(UserError, match=r"ios/m.onnx: changed since it was built and verified"):
+        merge([a, f], tmp_path / "out6")
+    (f / "m" / "ios" / "m.onnx").unlink()
+    with pytest.raises(UserError, match=r"ios/m.onnx: missing"):
+        merge([a, f], tmp_path / "out6")
+    for out in ("out2", "out3", "out6"):
+        assert not (tmp_path / out).exists()
+
+
+def test_checksums_keep_the_verified_sha256_of_a_file_changed_since(tmp_path):
+    """verify, bench and merge rewrite SHA256SUMS: an artifact file changed or deleted since it
+    was verified must still fail `sha256sum -c`, not be re-blessed with its new hash."""
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "a.onnx").write_bytes(b"verified")
+    manifest = {"model": "m", "targets": {"web": {}}, "artifacts": [
+        {"target": "web", "status": "built", "path": "web/a.onnx", "files": ["web/a.onnx"],
+         "sha256": hashlib.sha256(b"verified").hexdigest()}]}
+    (tmp_path / "web" / "a.onnx").write_bytes(b"tampered")
+    checksums.write(tmp_path, manifest)
+    check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=tmp_path, capture_output=True, text=True)
+    assert check.returncode != 0 and "web/a.onnx: FAILED" in check.stdout
+    (tmp_path / "web" / "a.onnx").unlink()
+    checksums.write(tmp_path, manifest)
+    assert "web/a.onnx" in (tmp_path / "SHA256SUMS").read_text()
