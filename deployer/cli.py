@@ -246,11 +246,12 @@ def cmd_convert(args) -> int:
 
 def cmd_merge(args) -> int:
     from deployer import pipeline
-    from deployer.report.merge import merge
+    from deployer.report.merge import check, merge
     from deployer.report.table import print_report
 
     args.junit = _junit_path(args.junit)
-    model_dir, manifest = merge([Path(d) for d in args.dirs], _output_folder(args.out))
+    sources = check([Path(d) for d in args.dirs])   # refused before --out is made
+    model_dir, manifest = merge(sources, _output_folder(args.out))
     console = _console(stderr=args.json)
     targets = list(manifest["targets"])
     print_report(manifest, targets, console)
@@ -346,7 +347,6 @@ def _support_table(info: dict):
     return table
 
 
-SPLITS = ("train", "val", "test")  # an Ultralytics data.yaml's splits
 READ_FORMATS = ("coco", "voc", "yolo", "openimages", "folder")
 
 
@@ -370,7 +370,8 @@ def cmd_data_convert(args) -> int:
         print(f"warning: {w.message}", file=sys.stderr)
     print(f"converted {count} images from {dataset.format}{f' (split {args.split})' if args.split else ''} "
           f"to {args.to}: {args.dst}"
-          + (f" ({len(dataset.skipped)} skipped: cannot decode)" if dataset.skipped else ""))
+          + (f" ({len(dataset.skipped)} skipped: cannot read or decode)" if dataset.skipped else "")
+          + (f"; {dataset.left_out} difficult objects left out" if dataset.left_out else ""))
     return EXIT_OK
 
 
@@ -387,6 +388,9 @@ def cmd_data_info(args) -> int:
     for name, part in info.get("splits", {}).items():
         print(f"  {'split ' + name + ':':20} {part['images']} images, {part['boxes']} boxes, "
               f"{part['skipped']} skipped")
+    if info.get("left_out"):
+        print(f"  {info['left_out']} objects marked difficult are left out of the labels (VOC evaluation "
+              "ignores them)")
     if info.get("skipped_files"):
         more = len(info["skipped_files"]) - 3
         print("  skipped (cannot read or decode): " + ", ".join(info["skipped_files"][:3])
@@ -413,8 +417,9 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--calib", help="calibration dataset: COCO, VOC, YOLO (folder or Ultralytics data.yaml), Open Images "
                    "CSV or an image folder")
     b.add_argument("--eval", help="evaluation dataset, same formats (labelled: also gives labelled mAP)")
-    b.add_argument("--split", choices=SPLITS,
-                   help="split of the datasets with splits (Ultralytics data.yaml) to calibrate and evaluate on, "
+    b.add_argument("--split",
+                   help="split of the datasets with splits (Ultralytics data.yaml, Pascal VOC ImageSets/Main) to "
+                   "calibrate and evaluate on, "
                    "given here or in the spec; overrides the spec's data.calibration_split and "
                    "data.evaluation_split (default: train for calibration, val for evaluation)")
     b.add_argument("--out", default="dist", help="output folder (default: dist)")
@@ -484,14 +489,14 @@ def make_parser() -> argparse.ArgumentParser:
     c = dsub.add_parser("convert", help="convert to COCO, VOC or YOLO (from those, Open Images CSV or an image folder)")
     c.add_argument("--from", choices=READ_FORMATS, help="source format (default: detect)")
     c.add_argument("--to", choices=("coco", "voc", "yolo"), required=True)
-    c.add_argument("--split", choices=SPLITS, help="convert this split only (default: every split)")
+    c.add_argument("--split", help="convert this split only (default: every split)")
     c.add_argument("src")
     c.add_argument("dst")
     c.set_defaults(func=cmd_data_convert)
     n = dsub.add_parser("info", help="images, boxes per class and image sizes of a dataset")
     n.add_argument("src")
     n.add_argument("--from", choices=READ_FORMATS)
-    n.add_argument("--split", choices=SPLITS, help="describe this split only (default: every split, and each)")
+    n.add_argument("--split", help="describe this split only (default: every split, and each)")
     n.add_argument("--json", action="store_true")
     n.set_defaults(func=cmd_data_info)
     return p

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deployer.datasets.base import Dataset, dataset_splits, open_dataset
+from deployer.datasets.base import SPLITS_FROM, Dataset, SkippedImage, dataset_splits, open_dataset, splits_optional
 from deployer.datasets.preprocess import prepare
 from deployer.errors import UserError
 from deployer.parity.compare import EvalSet
@@ -32,6 +32,8 @@ def _split(path: str, spec: ModelSpec, role: str) -> str | None:
     if not splits:
         return None  # a split asked by --split does not concern a dataset without splits
     split = getattr(spec.data, f"{role}_split") or DEFAULT_DATA_SPLITS[role]
+    if split not in splits and not getattr(spec.data, f"{role}_split") and splits_optional(path):
+        return None   # a VOC folder without that list: read whole
     if split not in splits:
         raise UserError(f"{path}: the {role} dataset has no '{split}' split (it has: {', '.join(splits)}); "
                         f"choose one with --split or the spec's data.{role}_split")
@@ -43,7 +45,7 @@ def with_split(spec: ModelSpec, split: str, calibration: str = "", evaluation: s
     datasets = [calibration or spec.data.calibration, evaluation or spec.data.evaluation]
     if not any(p and dataset_splits(p) for p in datasets):
         raise UserError(f"--split {split}: neither the calibration nor the evaluation dataset has splits "
-                        f"({', '.join(p or '(none)' for p in datasets)}); splits come from an Ultralytics data.yaml")
+                        f"({', '.join(p or '(none)' for p in datasets)}); {SPLITS_FROM}")
     data = dataclasses.replace(spec.data, calibration_split=split, evaluation_split=split)
     return dataclasses.replace(spec, data=data)
 
@@ -72,8 +74,8 @@ def prepare_inputs(dataset: Dataset, spec: ModelSpec, count: int, out: Path, wit
             if mapping is not None:
                 labels = np.array([mapping[int(c)] for c in item.labels], np.int64)
                 truth.append(Detections(transform.to_network(item.boxes), np.ones(len(labels), np.float32), labels))
-    skipped = [str(w.message) for w in caught if "cannot decode" in str(w.message)]
-    others = [str(w.message) for w in caught if "cannot decode" not in str(w.message)]
+    skipped = [str(w.message) for w in caught if issubclass(w.category, SkippedImage)]
+    others = [str(w.message) for w in caught if not issubclass(w.category, SkippedImage)]
     if skipped:   # one line for them all, naming the first
         warnings.warn(f"{dataset.name}: {len(skipped)} of {len(skipped) + len(tensors)} images could not be read or decoded "
                       f"and were skipped (first: {skipped[0]})", stacklevel=2)

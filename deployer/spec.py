@@ -196,7 +196,6 @@ class Source:
     exporter: str = "auto"         # torch: dynamo first then TorchScript (auto), or only one of them
 
 
-DATA_SPLITS = ("train", "val", "test")  # of an Ultralytics data.yaml
 DEFAULT_DATA_SPLITS = {"calibration": "train", "evaluation": "val"}
 
 
@@ -336,8 +335,8 @@ def load_model_spec(path: str | Path) -> ModelSpec:
         evaluation=_resolve(base, dt.get("evaluation", str, "a dataset folder or file", "")),
         calibration_images=dt.get("calibration_images", int, "a positive integer", 64),
         evaluation_images=dt.get("evaluation_images", int, "a positive integer", 64),
-        calibration_split=dt.get("calibration_split", str, "a split: train, val or test", "", choices=DATA_SPLITS),
-        evaluation_split=dt.get("evaluation_split", str, "a split: train, val or test", "", choices=DATA_SPLITS),
+        calibration_split=dt.get("calibration_split", str, "a split of the dataset (train, val, test, trainval...)", ""),
+        evaluation_split=dt.get("evaluation_split", str, "a split of the dataset (train, val, test, trainval...)", ""),
     )
     for key in ("calibration", "evaluation"):
         value = getattr(data, key)
@@ -355,8 +354,8 @@ def load_model_spec(path: str | Path) -> ModelSpec:
 
 
 def _check_split(dt: Reader, data: DataSpec, role: str) -> None:
-    """The split a role reads must be one its dataset has (Ultralytics data.yaml splits)."""
-    from deployer.datasets.ultralytics import splits as dataset_splits
+    """The split a role reads must be one its dataset has (data.yaml splits, VOC split lists)."""
+    from deployer.datasets.base import SPLITS_FROM, dataset_splits, splits_optional
 
     dataset, given = getattr(data, role), getattr(data, f"{role}_split")
     if not dataset:
@@ -364,8 +363,8 @@ def _check_split(dt: Reader, data: DataSpec, role: str) -> None:
     splits = dataset_splits(dataset)
     if given and given not in splits:
         raise dt.fail(f"{role}_split", f"one of the splits of {dataset}: {', '.join(splits)}" if splits else
-                      f"no split: {dataset} has none (splits come from an Ultralytics data.yaml)", given)
-    if splits and not given and DEFAULT_DATA_SPLITS[role] not in splits:
+                      f"no split: {dataset} has none ({SPLITS_FROM})", given)
+    if splits and not given and DEFAULT_DATA_SPLITS[role] not in splits and not splits_optional(dataset):
         raise dt.fail(role, f"a dataset with a '{DEFAULT_DATA_SPLITS[role]}' split, or data.{role}_split naming "
                       f"one of its splits ({', '.join(splits)})", dataset)
 

@@ -190,6 +190,7 @@ def test_damaged_manifests_are_named_not_tracebacks(tmp_path, manifest, field, c
     assert result.returncode == 2, result.stdout + result.stderr
     assert "manifest.json" in result.stderr and field in result.stderr, result.stderr
     _no_traceback(result)
+    assert not (tmp_path / "merged").exists()   # a refused merge makes no --out folder
 
 
 @pytest.mark.parametrize("name,content,expected", [

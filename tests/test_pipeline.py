@@ -133,6 +133,10 @@ def test_failed_rebuild_keeps_previous_good_build(built, tmp_path):
     assert manifest["targets"]["web"]["kept_previous_build"] is True
     kept = [a for a in manifest["artifacts"] if a["target"] == "web" and a["status"] == "built"]
     assert kept and kept[0]["superseded_by_failed_build"] is True
+    # The report says what web/ holds now, not only that the rebuild failed.
+    said = f"the previous good build ({len(kept)} artifact"
+    assert said in " ".join(result.stdout.split()) and said in (dist / "tiny" / "report.md").read_text()
+    assert said in (dist / "tiny" / "report.html").read_text()
     assert _leftovers(dist / "tiny") == []
 
 

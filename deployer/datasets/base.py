@@ -22,12 +22,17 @@ from deployer.errors import UserError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
+class SkippedImage(UserWarning):
+    """An image a dataset names that cannot be read (missing, undecodable): skipped, counted."""
+
+
 @dataclass
 class Item:
     image_path: Path
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     size: tuple[int, int] | None = None   # (width, height) when the annotation gives it
+    origin: str = ""                       # the record naming the image (file, entry), for messages
 
 
 @dataclass
@@ -39,6 +44,7 @@ class Dataset:
     format: str
     skipped: list[str] = field(default_factory=list)
     split: str = ""                # the split read, for datasets that have splits
+    left_out: int = 0              # objects not taken as labels by the format's rule (VOC difficult)
 
     @property
     def name(self) -> str:
@@ -54,9 +60,14 @@ class Dataset:
             try:
                 with Image.open(item.image_path) as im:
                     image = to_rgb(im)
+            except FileNotFoundError:
+                self.skipped.append(str(item.image_path))
+                named = f" (named by {item.origin})" if item.origin else ""
+                warnings.warn(f"{item.image_path}: image file not found{named}, skipped", SkippedImage, stacklevel=2)
+                continue
             except (OSError, UnidentifiedImageError, ValueError) as exc:
                 self.skipped.append(str(item.image_path))
-                warnings.warn(f"{item.image_path}: cannot decode image, skipped ({exc})", stacklevel=2)
+                warnings.warn(f"{item.image_path}: cannot decode image, skipped ({exc})", SkippedImage, stacklevel=2)
                 continue
             count += 1
             yield item, image
@@ -148,11 +159,33 @@ def detect_format(path: Path) -> str:
                     f"images/+labels/, Open Images boxes CSV or image files); pass --from {'|'.join(READ_FORMATS)}")
 
 
-def dataset_splits(path: str | Path, fmt: str | None = None) -> list[str]:
-    """The splits a dataset declares (Ultralytics data.yaml); [] for a dataset without splits."""
-    from deployer.datasets import ultralytics
+# Where splits come from, for messages about a dataset without them.
+SPLITS_FROM = "splits come from an Ultralytics data.yaml or a Pascal VOC ImageSets/Main/<split>.txt"
 
-    return ultralytics.splits(path) if fmt in (None, "yolo") else []
+
+def dataset_splits(path: str | Path, fmt: str | None = None) -> list[str]:
+    """The splits a dataset declares (an Ultralytics data.yaml's train/val/test, a Pascal VOC
+    folder's ImageSets/Main lists); [] for a dataset without splits or not a dataset at all
+    (reading it says why)."""
+    from deployer.datasets import ultralytics, voc
+
+    path = Path(path)
+    if fmt is None:
+        try:
+            fmt = detect_format(path) if path.exists() else None
+        except UserError:
+            return []
+    return {"yolo": ultralytics.splits, "voc": voc.splits}.get(fmt, lambda _: [])(path)
+
+
+def splits_optional(path: str | Path) -> bool:
+    """Whether a dataset with splits may be read whole when the default split is missing: a VOC
+    folder's ImageSets lists are optional extras (CVAT writes only default.txt), while an
+    Ultralytics data.yaml's splits are the dataset."""
+    try:
+        return detect_format(Path(path)) == "voc"
+    except UserError:
+        return False
 
 
 def open_dataset(path: str | Path, fmt: str | None = None, split: str | None = None) -> Dataset:
@@ -167,9 +200,11 @@ def open_dataset(path: str | Path, fmt: str | None = None, split: str | None = N
                "folder": folder.read}
     if fmt not in readers:
         raise UserError(f"unknown dataset format '{fmt}' (known: {', '.join(readers)})")
-    if split and fmt != "yolo":
-        raise UserError(f"{path}: no split '{split}': a {fmt} dataset has no splits (splits come from an "
-                        "Ultralytics data.yaml); leave out the split")
+    if split and split not in dataset_splits(path, fmt):
+        have = dataset_splits(path, fmt)
+        raise UserError(f"{path}: no split '{split}' " + (f"(it has: {', '.join(have)})" if have else
+                        f"(this {fmt} dataset has none; {SPLITS_FROM})") + "; choose one of its splits or leave "
+                        "out the split")
     dataset = readers[fmt](path, split) if split else readers[fmt](path)
     if not dataset.items:
         raise UserError(f"{dataset.name}: no images ({fmt} dataset); expected {READ_FORMATS[fmt]}")

@@ -73,7 +73,8 @@ def read(path: Path) -> Dataset:
             size = (_field(im, "width", int, where), _field(im, "height", int, where))
             if min(size) <= 0:
                 raise UserError(f"{where}: fields 'width' and 'height' must be positive, got {size[0]} x {size[1]}")
-        item = Item(_image_path(base, _field(im, "file_name", str, where), f"{where} (id {image_id})"), size=size)
+        item = Item(_image_path(base, _field(im, "file_name", str, where), f"{where} (id {image_id})"), size=size,
+                    origin=where)
         by_id[image_id] = (item, [], [])
         items.append(item)
     for i, a in enumerate(anns):

@@ -38,7 +38,7 @@ def _summary(dataset: Dataset, sizes: dict[Path, tuple[int, int] | None]) -> dic
                         f"(first: {skipped[0]}); expected readable image files")
     widths, heights = [s[0] for s in decoded], [s[1] for s in decoded]
     return {"images": len(decoded), "skipped": len(skipped), "skipped_files": skipped,
-            "boxes": int(sum(per_class.values())),
+            "boxes": int(sum(per_class.values())), "left_out": dataset.left_out,
             "boxes_per_class": {c: per_class.get(c, 0) for c in dataset.classes},
             "image_sizes": {"min_width": min(widths), "max_width": max(widths), "min_height": min(heights),
                             "max_height": max(heights), "distinct": len(set(decoded))}}

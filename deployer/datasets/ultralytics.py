@@ -23,6 +23,7 @@ class DataYaml:
     root: Path                       # the resolved `path`: split entries are relative to it
     names: list[str] | None          # None when the yaml gives neither `names` nor `nc`
     splits: dict[str, list[str]] = field(default_factory=dict)   # split -> its entries as written
+    pose: bool = False               # `kpt_shape` given: label lines are a box followed by keypoints
 
 
 def find_yaml(path: Path) -> Path | None:
@@ -56,7 +57,8 @@ def load(yaml_file: Path) -> DataYaml:
                         f"got {type(doc).__name__}")
     entries = {s: _entries(yaml_file, s, doc.get(s)) for s in SPLITS}
     entries = {s: e for s, e in entries.items() if e}
-    return DataYaml(yaml_file, _root(yaml_file, doc.get("path"), entries), _names(yaml_file, doc), entries)
+    return DataYaml(yaml_file, _root(yaml_file, doc.get("path"), entries), _names(yaml_file, doc), entries,
+                    pose=doc.get("kpt_shape") is not None)
 
 
 def _entries(yaml_file: Path, split: str, value) -> list[str]:

@@ -1,4 +1,10 @@
-"""Pascal VOC: Annotations/*.xml beside JPEGImages/, class order in labels.txt when present."""
+"""Pascal VOC: Annotations/*.xml beside JPEGImages/, class order in labels.txt when present.
+
+Splits are the one-id-per-line lists in ImageSets/Main/ (train.txt, val.txt, trainval.txt,
+test.txt, CVAT's default.txt); the two-column per-class lists beside them (cat_train.txt) are
+not splits. Objects marked <difficult>1 are left out of the labels, as Ultralytics' VOC
+conversion does (VOC's own evaluation ignores them; counting them as misses would charge
+every model for boxes their annotators found doubtful)."""
 
 from __future__ import annotations
 
@@ -7,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from deployer.datasets.base import Dataset, Item, copy_image, read_text
+from deployer.datasets.base import OUTSIDE, Dataset, Item, copy_image, outside, read_text
 from deployer.errors import UserError
+
+LISTS = ("ImageSets", "Main")
 
 
 def _text(node, tag: str, where: str) -> str:
@@ -21,27 +29,78 @@ def _text(node, tag: str, where: str) -> str:
 def _number(node, tag: str, where: str) -> float:
     text = _text(node, tag, where)
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise UserError(f"{where}: <{tag}> is not a number: {text!r}") from None
+    if not np.isfinite(value):
+        raise UserError(f"{where}: <{tag}> is not a finite number: {text!r}")
+    return value
 
 
-def read(path: Path) -> Dataset:
+def _split_lists(path: Path) -> dict[str, Path]:
+    folder = path.joinpath(*LISTS)
+    if not folder.is_dir():
+        return {}
+    found = {}
+    for txt in sorted(folder.glob("*.txt")):
+        try:
+            first = next((ln for ln in txt.read_text(encoding="utf-8").splitlines() if ln.strip()), "")
+        except (OSError, UnicodeDecodeError):
+            continue   # not a list of ids: not a split (reading the split names it if asked)
+        if len(first.split()) == 1:
+            found[txt.stem] = txt
+    return found
+
+
+def splits(path: Path) -> list[str]:
+    """The split lists of a VOC folder, by name."""
+    return list(_split_lists(Path(path)))
+
+
+def _annotation_files(path: Path, split: str | None) -> list[Path]:
+    if not split:
+        return sorted((path / "Annotations").glob("*.xml"))
+    listing = _split_lists(path).get(split)
+    if listing is None:
+        raise UserError(f"{path}: no split list {path.joinpath(*LISTS, split + '.txt')}")
+    files = []
+    for n, line in enumerate(read_text(listing, "one image id per line").splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 1:
+            raise UserError(f"{listing}: line {n}: expected one image id, got {line!r}")
+        xml = path / "Annotations" / f"{parts[0]}.xml"
+        if not xml.is_file():
+            raise UserError(f"{listing}: line {n}: image id {parts[0]!r} has no annotation file {xml}")
+        files.append(xml)
+    return list(dict.fromkeys(files))
+
+
+def _size(root, xml: Path) -> tuple[int, int] | None:
+    size = root.find("size")
+    if size is None:
+        return None
+    wh = (int(_number(size, "width", f"{xml}: <size>")), int(_number(size, "height", f"{xml}: <size>")))
+    if min(wh) <= 0:   # some tools write 0 x 0 when they did not read the image: no size then
+        return None
+    return wh
+
+
+def read(path: Path, split: str | None = None) -> Dataset:
     label_file = path / "labels.txt"
     classes = [x.strip() for x in read_text(label_file, "one class name per line").splitlines() if x.strip()] \
         if label_file.is_file() else []
     fixed = bool(classes)
     image_dir = path / "JPEGImages"
-    parsed = []
-    for xml in sorted((path / "Annotations").glob("*.xml")):
+    parsed, difficult = [], 0
+    for xml in _annotation_files(path, split):
         try:
             root = ET.parse(xml).getroot()
         except ET.ParseError as exc:
             raise UserError(f"{xml}: malformed XML (line {exc.position[0]}): {exc}") from None
         file_name = _text(root, "filename", str(xml))
-        size = root.find("size")
-        wh = (int(_number(size, "width", f"{xml}: <size>")), int(_number(size, "height", f"{xml}: <size>"))) \
-            if size is not None else None
+        wh = _size(root, xml)
         objects = []
         for k, obj in enumerate(root.findall("object")):
             where = f"{xml}: <object> {k + 1}"
@@ -52,17 +111,25 @@ def read(path: Path) -> Dataset:
             box = [_number(bb, t, f"{where} <bndbox>") for t in ("xmin", "ymin", "xmax", "ymax")]
             if box[2] < box[0] or box[3] < box[1]:
                 raise UserError(f"{where}: <bndbox> has xmax < xmin or ymax < ymin")
+            if wh and outside(*box, *wh):
+                raise UserError(f"{where}: <bndbox> {box} lies outside its {wh[0]} x {wh[1]} image (<size>) by "
+                                f"more than {OUTSIDE:.0%} of its size")
             if name not in classes:
                 if fixed:
                     raise UserError(f"{where}: class '{name}' is not in {label_file}")
                 classes.append(name)
+            if (obj.findtext("difficult") or "0").strip() == "1":
+                difficult += 1
+                continue
             objects.append((box, name))
-        parsed.append((image_dir / file_name, wh, objects))
+        parsed.append((image_dir / file_name, wh, objects, str(xml)))
     if not fixed:
         classes.sort()
     items = [Item(p, np.array([b for b, _ in objs], np.float32).reshape(-1, 4),
-                  np.array([classes.index(n) for _, n in objs], np.int64), wh) for p, wh, objs in parsed]
-    return Dataset(classes, items, labelled=True, source=str(path), format="voc")
+                  np.array([classes.index(n) for _, n in objs], np.int64), wh, origin=origin)
+             for p, wh, objs, origin in parsed]
+    return Dataset(classes, items, labelled=True, source=str(path), format="voc", split=split or "",
+                   left_out=difficult)
 
 
 def write(dataset: Dataset, dst: Path) -> int:
@@ -88,5 +155,6 @@ def write(dataset: Dataset, dst: Path) -> int:
         ET.ElementTree(root).write(dst / "Annotations" / (Path(name).stem + ".xml"), encoding="utf-8")
         names.append(Path(name).stem)
     (dst / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
-    (dst / "ImageSets" / "Main" / "all.txt").write_text("".join(f"{n}\n" for n in names))
+    # The split converted keeps its name; a whole dataset is VOC's trainval (all annotated images).
+    (dst / "ImageSets" / "Main" / f"{dataset.split or 'trainval'}.txt").write_text("".join(f"{n}\n" for n in names))
     return len(names)

@@ -45,18 +45,37 @@ def _images(path: Path, root: Path, data: ultralytics.DataYaml | None, split: st
     return ultralytics.find_images(root / "images")
 
 
-def _labels(label_file: Path, classes: list[str]) -> list[tuple[int, float, float, float, float]]:
+class _Unfit(ValueError):
+    """A label line of numbers that make no box, with the reason."""
+
+
+def _row(parts: list[str], pose: bool) -> tuple[int, float, float, float, float]:
+    """(class, cx, cy, w, h) of a label line, read the way Ultralytics' detection training reads
+    it: `class cx cy w h`; with keypoints (data.yaml's kpt_shape), the box before them; a
+    segmentation polygon `class x1 y1 x2 y2 x3 y3 ...` (3 points or more) as the box around it.
+    ValueError for anything else."""
+    if len(parts) == 5 or (pose and len(parts) > 5):
+        return int(parts[0]), *map(float, parts[1:5])
+    if len(parts) >= 7 and len(parts) % 2 == 1:
+        xs, ys = [float(v) for v in parts[1::2]], [float(v) for v in parts[2::2]]
+        if not all(0 <= v <= 1 for v in xs + ys):   # also false for nan
+            raise _Unfit("polygon points must be normalised to 0..1")
+        x1, x2, y1, y2 = min(xs), max(xs), min(ys), max(ys)
+        return int(parts[0]), (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
+    raise ValueError
+
+
+def _labels(label_file: Path, classes: list[str], pose: bool = False) -> list[tuple[int, float, float, float, float]]:
     rows = []
     for n, line in enumerate(read_text(label_file, "one 'class cx cy w h' line per box").splitlines(), 1):
         if not line.strip():
             continue
-        parts = line.split()
         try:
-            if len(parts) != 5:
-                raise ValueError
-            cls, cx, cy, w, h = int(parts[0]), *map(float, parts[1:5])
-        except ValueError:
-            raise UserError(f"{label_file}: line {n}: expected 'class cx cy w h', got {line!r}") from None
+            cls, cx, cy, w, h = _row(line.split(), pose)
+        except ValueError as exc:   # not numbers (float, int), or _Unfit
+            why = f" ({exc})" if isinstance(exc, _Unfit) else ""
+            raise UserError(f"{label_file}: line {n}: expected 'class cx cy w h' (or a segmentation polygon 'class "
+                            f"x1 y1 x2 y2 x3 y3 ...'), got {line!r}{why}") from None
         if not 0 <= cls < len(classes):
             raise UserError(f"{label_file}: line {n}: class {cls} is not in 0..{len(classes) - 1}")
         if not all(0 <= v <= 1 for v in (cx, cy, w, h)):   # also false for nan
@@ -70,9 +89,9 @@ def _labels(label_file: Path, classes: list[str]) -> list[tuple[int, float, floa
     return rows
 
 
-def _item(image_path: Path, classes: list[str]) -> Item:
+def _item(image_path: Path, classes: list[str], pose: bool = False) -> Item:
     label_file = ultralytics.label_path(image_path)
-    rows = _labels(label_file, classes) if label_file.is_file() else []
+    rows = _labels(label_file, classes, pose) if label_file.is_file() else []
     size = image_size(image_path) if rows else None  # normalised boxes need the image size
     if size is None:  # no boxes, or undecodable: images() skips it later with a warning
         return Item(image_path)
@@ -93,7 +112,7 @@ def read(path: Path, split: str | None = None) -> Dataset:
         warnings.warn(f"{path}: none of its {len(images)} images has a label file, so all are read as background "
                       f"images (looked for {ultralytics.label_path(images[0])} for {images[0]}, and so on); put "
                       "the .txt labels there", stacklevel=2)
-    items = [_item(p, classes) for p in images]
+    items = [_item(p, classes, bool(data and data.pose)) for p in images]
     return Dataset(classes, items, labelled=True, source=str(path), format="yolo", split=split or "")
 
 

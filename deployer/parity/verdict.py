@@ -66,7 +66,8 @@ def judge(parity: dict, thresholds: dict, warn_only: bool = False) -> tuple[str,
                    or (value < limit if higher else value > limit))
             if bad:
                 sign = ">=" if higher else "<="
-                reasons.append(f"{name}: {figure} {_fmt(value)} (needs {sign} {limit:g})")
+                shown, needed = _fmt_pair(value, limit)
+                reasons.append(f"{name}: {figure} {shown} (needs {sign} {needed})")
     if not reasons and not checked:
         return "unverified", ["no threshold could be checked (no reference detections above the head's "
                               "score threshold on the evaluation images, and no tensor threshold)"]
@@ -77,6 +78,18 @@ def judge(parity: dict, thresholds: dict, warn_only: bool = False) -> tuple[str,
 
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.6g}"
+
+
+def _fmt_pair(value, limit) -> tuple[str, str]:
+    """A figure and the limit it missed, with as many digits as it takes to tell them apart
+    (0.9999996 against 0.9999999 must not read "1 (needs >= 1)")."""
+    if value is None or not isinstance(value, (int, float)) or math.isnan(value):
+        return _fmt(value), f"{limit:g}"
+    for digits in range(6, 18):
+        shown, needed = f"{value:.{digits}g}", f"{limit:.{digits}g}"
+        if shown != needed:
+            return shown, needed
+    return shown, needed
 
 
 ORDER = ("fail", "unverified", "warn", "pass")  # worst first

@@ -50,8 +50,13 @@ def _first(text: str | None) -> str:
     return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
 
 
-def _latency(entry: dict) -> float | None:
-    return (entry.get("bench") or {}).get("latency_ms_median")
+def _latency(entry: dict, run: dict | None = None) -> float | None:
+    """The benched latency; in a runtime's row only when that runtime was benched (a web
+    artifact is benched in Python's ONNX Runtime, not in the browser rows beside it)."""
+    bench = entry.get("bench") or {}
+    if run is not None and run.get("runtime") not in (None, bench.get("runtime")):
+        return None
+    return bench.get("latency_ms_median")
 
 
 def _badge(verdict: str) -> str:
@@ -68,7 +73,7 @@ def _row(entry: dict, run: dict) -> list[str]:
     memory = entry.get("memory") or {}
     return [escape(entry["target"]), escape(label(entry)), escape(run.get("runtime", "-")),
             number(memory.get("flash_bytes", entry.get("size_bytes", 0)) / 1e6, ".2f"),
-            number(memory["arena_bytes"] / 1e3, ".0f") if memory else "-", number(_latency(entry), ".2f"),
+            number(memory["arena_bytes"] / 1e3, ".0f") if memory else "-", number(_latency(entry, run), ".2f"),
             number(min((o["cosine"] for o in outs), default=None), ".6f"),
             number(min((o["snr_db"] for o in outs), default=None), ".1f"),
             number(det.get("agreement_map50"), ".3f"), number(det.get("agreement_map50_95"), ".3f"),
@@ -226,7 +231,7 @@ def markdown(manifest: dict) -> str:
         for run in runs_of(e) or [{}]:
             det = run.get("detection") or {}
             lines.append(f"| {e['target']} | {label(e)} | {run.get('runtime', '-')} | "
-                         f"{number(e.get('size_bytes', 0) / 1e6, '.2f')} | {number(_latency(e), '.2f')} | "
+                         f"{number(e.get('size_bytes', 0) / 1e6, '.2f')} | {number(_latency(e, run), '.2f')} | "
                          f"{number(det.get('agreement_map50'), '.3f')} | {number(det.get('agreement_map50_95'), '.3f')} | "
                          f"{number(det.get('map50_95'), '.3f')} ({number(det.get('reference_map50_95'), '.3f')}) | "
                          f"{run.get('verdict', verdict_of(e))} |")

@@ -56,7 +56,9 @@ def target_summaries(manifest: dict, targets: list[str] | None = None) -> list[d
         entries = [a for a in manifest["artifacts"] if a["target"] == name and not a.get("superseded_by_failed_build")]
         counts = {v: sum(verdict_of(a) == v for a in entries) for v in (*VERDICTS, "failed")}
         built = [a for a in entries if a["status"] == "built"]
+        kept = [a for a in manifest["artifacts"] if a["target"] == name and a.get("superseded_by_failed_build")]
         out.append({"target": name, "status": status.get("status", "?"), "artifacts": len(entries), **counts,
+                    "kept_previous": len(kept),
                     "size_bytes": sum(a.get("size_bytes", 0) for a in built),
                     "stage_seconds": round(sum(s.get("seconds", 0.0) for a in entries for s in a.get("stages", [])), 2),
                     "problems": [f"{label(a)}: " + ("; ".join((a.get("parity") or {}).get("reasons", []))
@@ -73,4 +75,7 @@ def line(s: dict) -> str:
     text += f" ({s['size_bytes'] / 1e6:.2f} MB)"
     if s["problems"]:
         text += "; " + "; ".join(p[:160] for p in s["problems"][:3])
+    if s.get("kept_previous"):   # what an app fetching <target>/ gets today: the last good build
+        text += (f"; the previous good build ({s['kept_previous']} artifact{'s' if s['kept_previous'] != 1 else ''}) "
+                 f"stays in {s['target']}/, this one is in .rejected/{s['target']}/")
     return text

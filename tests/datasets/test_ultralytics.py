@@ -169,6 +169,8 @@ def test_no_decodable_image_is_a_user_error(tmp_path):
     ("0 0.5 0.5 0.1 nan", "cx, cy, w, h must be normalised to 0..1"),
     ("2 0.5 0.5 0.1 0.1", "class 2 is not in 0..1"),
     ("0 0.5 0.5 0.1", "expected 'class cx cy w h'"),
+    ("0 0.5 0.5 0.1 0.1 0.9", "expected 'class cx cy w h'"),             # 6 values: a prediction with its score
+    ("0 0.1 0.1 0.5 0.1 1.3 0.6", r"expected 'class cx cy w h'.*\(polygon points must be normalised to 0..1\)"),
 ])
 def test_bad_label_lines_name_file_and_line(tmp_path, line, message):
     root = ultralytics(tmp_path / "ds")
@@ -198,3 +200,19 @@ def test_labels_never_found_warn_and_a_stale_classes_txt_is_refused(tmp_path):
         open_dataset(tmp_path, split="train")
     text(tmp_path / "classes.txt", "thing\nother\n")
     assert open_dataset(tmp_path, split="train").classes == ["thing", "other"]
+
+
+def test_segmentation_polygons_and_pose_labels_read_as_their_boxes(tmp_path):
+    """As Ultralytics' detection training reads them: a polygon as the box around its points, a
+    pose line (data.yaml with kpt_shape) as the box before its keypoints."""
+    root = ultralytics(tmp_path / "ds")
+    text(root / "labels/val/c.txt", "1 0.5 0.5 0.5 0.5\n0 0.1 0.2 0.6 0.2 0.6 0.8 0.1 0.8\n")
+    item = open_dataset(root, split="val").items[0]   # c.jpg is 80 x 60
+    assert item.labels.tolist() == [1, 0]
+    assert item.boxes[1].tolist() == pytest.approx([0.1 * 80, 0.2 * 60, 0.6 * 80, 0.8 * 60])
+    text(root / "labels/val/c.txt", "1 0.5 0.5 0.5 0.5 0.4 0.4 2 0.6 0.6 1\n")   # 2 keypoints with visibility
+    with pytest.raises(UserError, match="line 1: expected 'class cx cy w h'"):   # 11 values and no kpt_shape
+        open_dataset(root, split="val")
+    text(root / "data.yaml", "path: .\ntrain: images/train\nval: images/val\nkpt_shape: [2, 3]\nnames: [cat, dog]\n")
+    item = open_dataset(root, split="val").items[0]
+    assert item.boxes[0].tolist() == pytest.approx([20, 15, 60, 45])

@@ -22,6 +22,12 @@ def test_tensor_thresholds_are_checked_per_output():
     assert verdict == "fail" and len(reasons) == 2 and all(r.startswith("a:") for r in reasons)
 
 
+def test_a_figure_and_the_limit_it_missed_never_print_alike():
+    parity = {"outputs": {"a": {"cosine": 0.9999996}}}
+    assert judge(parity, {"min_cosine": 0.9999999})[1] == ["a: cosine 0.9999996 (needs >= 0.9999999)"]
+    assert judge(parity, {"min_cosine": 0.99999961})[1] == ["a: cosine 0.9999996 (needs >= 0.99999961)"]
+
+
 def test_warn_only_turns_a_fail_into_a_warning():
     assert judge(PARITY, {"min_cosine": 0.999}, warn_only=True)[0] == "warn"
     assert judge(PARITY, {"min_cosine": 0.9}, warn_only=True)[0] == "pass"

@@ -15,7 +15,7 @@ import xmlschema
 from deployer.errors import UserError
 from deployer.parity.tensor import tensor_metrics
 from deployer.report import checksums, html, junit, overlays, svg
-from deployer.report.merge import merge
+from deployer.report.merge import check, merge
 from deployer.report.summary import line, target_summaries
 
 SCHEMA = xmlschema.XMLSchema(str(Path(__file__).with_name("junit.xsd")))
@@ -87,7 +87,13 @@ def test_summary_line_names_counts_and_problems():
     assert summaries["web"]["pass"] == 1 and summaries["web"]["unverified"] == 1
     text = line(summaries["android"])
     assert text.startswith("android: failed, 2 artifacts: 1 fail, 1 failed")
-    assert "converter exploded" in text and "agreement_map50" in text
+    assert "converter exploded" in text and "agreement_map50" in text and "previous good build" not in text
+    kept = {**MANIFEST, "targets": {**MANIFEST["targets"], "android": {"status": "failed", "kept_previous_build": True}},
+            "artifacts": MANIFEST["artifacts"] + [{**_entry("android", "tflite", "int8", "pass"),
+                                                   "superseded_by_failed_build": True}]}
+    text = line({s["target"]: s for s in target_summaries(kept)}["android"])
+    assert text.startswith("android: failed, 2 artifacts: 1 fail, 1 failed")   # the verdicts are this build's
+    assert "the previous good build (1 artifact) stays in android/, this one is in .rejected/android/" in text
 
 
 def test_charts_are_well_formed_svg():
@@ -158,32 +164,56 @@ def _build_dir(root: Path, name: str, targets: list[str], model="m", sha="s1") -
     return root / name
 
 
+def _merge(dirs: list[Path], out: Path):
+    return merge(check(dirs), out)
+
+
 def test_merge_combines_targets_and_refuses_mismatches(tmp_path):
     a = _build_dir(tmp_path, "a", ["web"])
     b = _build_dir(tmp_path, "b", ["android"])
-    dest, manifest = merge([a, b], tmp_path / "out")
+    dest, manifest = _merge([a, b], tmp_path / "out")
     assert list(manifest["targets"]) == ["web", "android"]
     assert (dest / "android" / "m.onnx").read_bytes() == b"android" and (dest / "report.html").is_file()
     assert subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=dest).returncode == 0
     with pytest.raises(UserError, match="target 'web' is in both"):
-        merge([a, _build_dir(tmp_path, "c", ["web"])], tmp_path / "out2")
+        _merge([a, _build_dir(tmp_path, "c", ["web"])], tmp_path / "out2")
     with pytest.raises(UserError, match="source model's sha256 differs"):
-        merge([a, _build_dir(tmp_path, "d", ["ios"], sha="other")], tmp_path / "out3")
+        _merge([a, _build_dir(tmp_path, "d", ["ios"], sha="other")], tmp_path / "out3")
     with pytest.raises(UserError, match="the model differs"):
-        merge([a, _build_dir(tmp_path, "e", ["ios"], model="n")], tmp_path / "out4")
+        _merge([a, _build_dir(tmp_path, "e", ["ios"], model="n")], tmp_path / "out4")
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no manifest.json"):
-        merge([tmp_path / "empty"], tmp_path / "out5")
+        _merge([tmp_path / "empty"], tmp_path / "out5")
     # An artifact changed or deleted after its build is refused, not vouched for by SHA256SUMS.
     f = _build_dir(tmp_path, "f", ["ios"])
     (f / "m" / "ios" / "m.onnx").write_bytes(b"tampered")
     with pytest.raises(UserError, match=r"ios/m.onnx: changed since it was built and verified"):
-        merge([a, f], tmp_path / "out6")
+        _merge([a, f], tmp_path / "out6")
     (f / "m" / "ios" / "m.onnx").unlink()
     with pytest.raises(UserError, match=r"ios/m.onnx: missing"):
-        merge([a, f], tmp_path / "out6")
+        _merge([a, f], tmp_path / "out6")
     for out in ("out2", "out3", "out6"):
         assert not (tmp_path / out).exists()
+
+
+def test_a_merge_whose_copy_fails_midway_changes_nothing(tmp_path):
+    """Every copy is staged before anything is swapped in: a file that cannot be copied (a
+    dangling symlink in the second build) leaves the output folder as it was."""
+    a = _build_dir(tmp_path, "a", ["web"])
+    b = _build_dir(tmp_path, "b", ["android"])
+    (b / "m" / "android" / "labels.txt").symlink_to(tmp_path / "nowhere.txt")
+    with pytest.raises(UserError, match=r"android/labels.txt: cannot be copied into the merged folder"):
+        _merge([a, b], tmp_path / "out")
+    assert not (tmp_path / "out" / "m").exists()          # made by this merge: removed again
+    # Into an earlier merge's folder: its files stay, no staging copy is left beside them.
+    dest, _ = _merge([a], tmp_path / "out")
+    before = sorted(p.relative_to(dest) for p in dest.rglob("*"))
+    with pytest.raises(UserError, match="cannot be copied"):
+        _merge([dest.parent, b], tmp_path / "out")
+    assert sorted(p.relative_to(dest) for p in dest.rglob("*")) == before
+    (b / "m" / "android" / "labels.txt").unlink()
+    dest, manifest = _merge([dest.parent, b], tmp_path / "out")
+    assert list(manifest["targets"]) == ["web", "android"] and not list(dest.glob(".staging-*"))
 
 
 def test_checksums_keep_the_verified_sha256_of_a_file_changed_since(tmp_path):
@@ -201,3 +231,28 @@ def test_checksums_keep_the_verified_sha256_of_a_file_changed_since(tmp_path):
     (tmp_path / "web" / "a.onnx").unlink()
     checksums.write(tmp_path, manifest)
     assert "web/a.onnx" in (tmp_path / "SHA256SUMS").read_text()
+
+
+def test_latency_is_shown_in_the_row_of_the_runtime_that_was_benched():
+    entry = {**_entry("web", "onnx", "fp32", "pass", ("onnxruntime", "ort-web-node")),
+             "bench": {"runtime": "onnxruntime", "latency_ms_median": 4.25}}
+    rows = [r for r in html.markdown({**MANIFEST, "artifacts": [entry]}).splitlines() if r.startswith("| web |")]
+    assert [r.split(" | ")[2] for r in rows] == ["onnxruntime", "ort-web-node"]
+    assert [r.split(" | ")[4] for r in rows] == ["4.25", "-"]
+
+
+def test_a_merged_failure_names_the_log_that_came_with_its_job(tmp_path):
+    a = _build_dir(tmp_path, "a", ["web"])
+    b = _build_dir(tmp_path, "b", ["android"])
+    manifest = json.loads((b / "m" / "manifest.json").read_text())
+    gone = "/home/runner/work/x/dist-android/m/.work/logs/android-tflite_fp16-build.ab12cd.log"
+    manifest["artifacts"].append({"target": "android", "backend": "tflite", "precision": "fp16", "status": "failed",
+                                  "error": f"tflite:build: converter exploded (log: {gone})"})
+    (b / "m" / "manifest.json").write_text(json.dumps(manifest))
+    (b / "m" / ".work" / "logs").mkdir(parents=True)
+    (b / "m" / ".work" / "logs" / Path(gone).name).write_text("the converter's own words\n")
+    dest, merged = _merge([a, b], tmp_path / "out")
+    error = next(e["error"] for e in merged["artifacts"] if e["status"] == "failed")
+    copy = dest / ".work" / "logs" / Path(gone).name
+    assert f"(log: {copy.resolve()})" in error and copy.read_text() == "the converter's own words\n"
+    assert str(copy.resolve()) in (dest / "report.html").read_text()
