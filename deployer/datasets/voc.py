@@ -43,8 +43,9 @@ def _split_lists(path: Path) -> dict[str, Path]:
         return {}
     found = {}
     for txt in sorted(folder.glob("*.txt")):
-        try:
-            first = next((ln for ln in txt.read_text(encoding="utf-8").splitlines() if ln.strip()), "")
+        try:   # the first line tells (VOC2012 holds 60-odd lists of up to 11 540 lines: not read whole)
+            with txt.open(encoding="utf-8") as lines:
+                first = next((ln for ln in lines if ln.strip()), "")
         except (OSError, UnicodeDecodeError):
             continue   # not a list of ids: not a split (reading the split names it if asked)
         if len(first.split()) == 1:

@@ -116,6 +116,27 @@ def test_voc_reader(data):
 
 
 @SETTINGS
+@given(listing=_content("txt"))
+def test_voc_split_lists(listing):
+    """Whatever a split list holds, finding the splits and reading each ends in a result or a UserError."""
+    from deployer.datasets.base import dataset_splits
+
+    with _folder() as root:
+        _png(root / "JPEGImages" / "a.png")
+        (root / "Annotations").mkdir()
+        (root / "Annotations" / "a.xml").write_text("<annotation><filename>a.png</filename></annotation>")
+        (root / "ImageSets" / "Main").mkdir(parents=True)
+        (root / "ImageSets" / "Main" / "val.txt").write_bytes(listing)
+        for split in dataset_splits(root):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    open_dataset(root, "voc", split)
+                except UserError as exc:
+                    assert str(exc)
+
+
+@SETTINGS
 @given(labels=_content("txt"), classes=_content("txt"))
 def test_yolo_reader(labels, classes):
     with _folder() as root:
