@@ -95,8 +95,7 @@ def bench(model_dir: Path, manifest: dict, opts: BuildOptions, runs: int = 50, w
     if not inputs.is_file():
         raise UserError(f"{inputs}: missing; rebuild with 'deployer build' first")
     # Latency of a file that is not the one verified would be reported beside its verdict.
-    changed = [name for name, sha in checksums.recorded(manifest).items()
-               if not (model_dir / name).is_file() or sha256_of(model_dir / name) != sha]
+    changed = list(checksums.changed(model_dir, manifest))
     if changed:
         raise UserError(f"{model_dir}: {', '.join(changed[:5])} changed or missing since the build verified them; "
                         "rebuild them ('deployer verify' names what changed) before benching")

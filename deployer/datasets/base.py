@@ -200,8 +200,8 @@ def open_dataset(path: str | Path, fmt: str | None = None, split: str | None = N
                "folder": folder.read}
     if fmt not in readers:
         raise UserError(f"unknown dataset format '{fmt}' (known: {', '.join(readers)})")
-    if split and split not in dataset_splits(path, fmt):
-        have = dataset_splits(path, fmt)
+    have = dataset_splits(path, fmt) if split else []
+    if split and split not in have:
         raise UserError(f"{path}: no split '{split}' " + (f"(it has: {', '.join(have)})" if have else
                         f"(this {fmt} dataset has none; {SPLITS_FROM})") + "; choose one of its splits or leave "
                         "out the split")

@@ -61,9 +61,7 @@ def splits(path: Path) -> list[str]:
 def _annotation_files(path: Path, split: str | None) -> list[Path]:
     if not split:
         return sorted((path / "Annotations").glob("*.xml"))
-    listing = _split_lists(path).get(split)
-    if listing is None:
-        raise UserError(f"{path}: no split list {path.joinpath(*LISTS, split + '.txt')}")
+    listing = _split_lists(path)[split]   # open_dataset has checked that the split exists
     files = []
     for n, line in enumerate(read_text(listing, "one image id per line").splitlines(), 1):
         parts = line.split()

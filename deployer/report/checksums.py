@@ -36,6 +36,17 @@ def recorded(manifest: dict) -> dict[str, str]:
     return out
 
 
+def changed(model_dir: Path, manifest: dict) -> dict[str, str]:
+    """Artifact files no longer as they were verified: {path: "missing" or "changed"}."""
+    out = {}
+    for name, sha in recorded(manifest).items():
+        if not (model_dir / name).is_file():
+            out[name] = "missing"
+        elif sha256_of(model_dir / name) != sha:
+            out[name] = "changed"
+    return out
+
+
 def write(model_dir: Path, manifest: dict) -> Path:
     """Artifact files are listed with the sha256 recorded when they were verified, not what is
     on disk now: a file changed or deleted since then fails `sha256sum -c` instead of being

@@ -16,7 +16,6 @@ import shutil
 from pathlib import Path
 
 from deployer.errors import UserError
-from deployer.hashing import sha256_of
 from deployer.report import checksums
 from deployer.report.html import HTML
 from deployer.report.manifest import MANIFEST, merge_manifest, read_manifest
@@ -51,14 +50,13 @@ def _same(what: str, values: list[tuple[Path, object]]) -> None:
 def _check_files(folder: Path, manifest: dict) -> None:
     """Every artifact file as it was verified: a changed or missing one is refused (merging it
     would write a SHA256SUMS that vouches for what was never verified)."""
-    for name, sha in checksums.recorded(manifest).items():
+    for name, how in checksums.changed(folder, manifest).items():
         path = folder / name
-        if not path.is_file():
+        if how == "missing":
             raise UserError(f"{path}: missing, though {folder / MANIFEST} lists it; rebuild that target or merge "
                             "the job's complete output")
-        if sha256_of(path) != sha:
-            raise UserError(f"{path}: changed since it was built and verified (sha256 differs from {folder / MANIFEST}); "
-                            "rebuild that target or download it again")
+        raise UserError(f"{path}: changed since it was built and verified (sha256 differs from {folder / MANIFEST}); "
+                        "rebuild that target or download it again")
 
 
 def check(dirs: list[Path]) -> list[tuple[Path, dict]]:
